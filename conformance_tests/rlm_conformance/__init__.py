@@ -1,0 +1,1 @@
+"""rlm conformance suite (in progress)."""

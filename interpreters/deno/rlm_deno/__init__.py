@@ -1,0 +1,1 @@
+"""rlm-deno backend (in progress)."""

@@ -1,0 +1,1 @@
+"""rlm-docker backend (in progress)."""

@@ -1,0 +1,1 @@
+"""rlm-e2b backend (in progress)."""

@@ -1,0 +1,1 @@
+"""rlm-mock backend (in progress)."""

@@ -1,0 +1,1 @@
+"""rlm-modal backend (in progress)."""

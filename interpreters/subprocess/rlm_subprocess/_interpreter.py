@@ -1,0 +1,89 @@
+"""SubprocessInterpreter: the bridge's guest in a local child process."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+
+from rlm_core.bridge.process import open_process_channel
+from rlm_core.bridge.protocol import loader_argv
+from rlm_core.bridge.session import ChannelInterpreter, GuestChannel
+from rlm_core.errors import InterpreterUnavailableError
+from rlm_core.interpreter import Capabilities
+
+# The guest's environment is built from scratch: host secrets never reach model-written code.
+_SAFE_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "SYSTEMROOT")
+
+
+class SubprocessInterpreter(ChannelInterpreter):
+    """Runs the guest as ``python -I`` in a fresh process group with a clean environment.
+
+    Args:
+        python: The interpreter to run (any CPython 3.8+); defaults to the host's own.
+        env: Extra environment variables to pass to the guest (nothing else is inherited
+            beyond PATH and locale settings).
+        cwd: The guest's working directory; a fresh temporary directory by default.
+        interrupt_grace_s: Seconds a timed-out cell gets to stop before the process is killed.
+    """
+
+    def __init__(
+        self,
+        *,
+        python: str | None = None,
+        env: dict[str, str] | None = None,
+        cwd: str | None = None,
+        interrupt_grace_s: float | None = None,
+    ) -> None:
+        super().__init__()
+        self.python = python or sys.executable
+        self.env = dict(env or {})
+        self.cwd = cwd
+        self._tmpdir: tempfile.TemporaryDirectory[str] | None = None
+        if interrupt_grace_s is not None:
+            self.interrupt_grace_s = interrupt_grace_s
+
+    @classmethod
+    def from_url(cls, target: str, **options: str) -> SubprocessInterpreter:
+        """``subprocess:///usr/bin/python3.12`` picks the guest interpreter."""
+        return cls(python=target or None, **options)  # type: ignore[arg-type]
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """A separate process: not a security boundary; survives timeouts via SIGINT."""
+        return Capabilities(
+            isolation="process",
+            network=True,
+            writable_filesystem=True,
+            survives_timeout=True,
+            max_variable_bytes=None,
+            python_version=None,
+            host_env_visible=False,
+            host_files_visible=True,
+        )
+
+    async def open_channel(self) -> GuestChannel:
+        """Start the guest as a child process."""
+        python = shutil.which(self.python) or self.python
+        if not os.path.exists(python):
+            raise InterpreterUnavailableError(
+                f"Python interpreter {self.python!r} was not found; pass python='/path/to/python3' "
+                "(any CPython 3.8 or newer)."
+            )
+        env = {k: v for k, v in os.environ.items() if k in _SAFE_ENV}
+        env.update(self.env)
+        cwd = self.cwd
+        if cwd is None:
+            self._tmpdir = tempfile.TemporaryDirectory(prefix="rlm-subprocess-")
+            cwd = self._tmpdir.name
+        return await open_process_channel(loader_argv(python), env=env, cwd=cwd)
+
+    async def aclose(self) -> None:
+        """Stop the guest and remove its temporary working directory."""
+        try:
+            await super().aclose()
+        finally:
+            if self._tmpdir is not None:
+                self._tmpdir.cleanup()
+                self._tmpdir = None

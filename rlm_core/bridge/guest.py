@@ -1,0 +1,826 @@
+"""The guest runtime: runs inside every sandbox and executes model-written cells.
+
+Standard library only, and written for CPython 3.8 through 3.14 and Pyodide: no syntax or
+stdlib names newer than 3.8 (a ruff target pinned to py38 guards this file). It holds two
+layers:
+
+* :class:`Session` executes cells and knows nothing about transport. The Deno runner drives it
+  directly inside Pyodide; the in-process mock backend drives it on a host thread.
+* :func:`main` drives a Session over the framed protocol (``docs/protocol.md``) on the
+  process's stdin/stdout. The host bootstraps it with ``python3 -c LOADER`` and sends this file
+  as the first frame, so any image with Python 3.8+ works without uploading files.
+
+The host imports this module too: :func:`truncate_output` is the one definition of the
+truncation format, shared by every backend and by the loop.
+"""
+
+import ast
+import builtins
+import codecs
+import inspect
+import io
+import json
+import linecache
+import os
+import struct
+import sys
+import threading
+import time
+import traceback
+
+PROTOCOL_VERSION = 1
+HEADER = struct.Struct(">IQ")  # JSON length, attachment length
+DEFAULT_MAX_FRAME_BYTES = 64 * 1024 * 1024
+CELL_PREFIX = "<cell-"
+
+
+# --------------------------------------------------------------------------- output capture
+
+
+def truncation_marker(omitted):
+    """The text that replaces the middle of an over-long output."""
+    return "\n... [{:,} characters omitted] ...\n".format(omitted)
+
+
+def truncate_output(text, limit):
+    """Keep the first ``limit // 2`` and last ``limit - limit // 2`` characters of ``text``.
+
+    The marker between them names how many characters were dropped; text within the limit is
+    returned unchanged.
+    """
+    if limit is None or len(text) <= limit:
+        return text
+    head = limit // 2
+    tail = limit - head
+    return text[:head] + truncation_marker(len(text) - limit) + (text[-tail:] if tail else "")
+
+
+class CappedText(io.TextIOBase):
+    """A text sink that keeps only the head and tail it may need and counts every character.
+
+    Memory stays O(limit) however much is written, so a 1 GB print never piles up anywhere.
+    """
+
+    def __init__(self, limit):
+        self._limit = max(0, int(limit)) if limit is not None else None
+        self._head = []
+        self._head_len = 0
+        self._tail = ""
+        self.total = 0
+        self._lock = threading.Lock()
+
+    @property
+    def encoding(self):
+        return "utf-8"
+
+    @property
+    def errors(self):
+        return "strict"
+
+    def writable(self):
+        return True
+
+    def isatty(self):
+        return False
+
+    def write(self, s):
+        if not isinstance(s, str):
+            raise TypeError("write() argument must be str, not " + type(s).__name__)
+        with self._lock:
+            self.total += len(s)
+            if self._limit is None:
+                self._head.append(s)
+                return len(s)
+            room = self._limit - self._head_len
+            if room > 0:
+                piece = s[:room]
+                self._head.append(piece)
+                self._head_len += len(piece)
+            if len(s) >= self._limit:
+                self._tail = s[len(s) - self._limit :]
+            else:
+                self._tail = (self._tail + s)[-self._limit :]
+        return len(s)
+
+    def flush(self):
+        pass
+
+    def result(self):
+        """Return ``(text, true_length, truncated)`` with the marker already applied."""
+        with self._lock:
+            head = "".join(self._head)
+            if self._limit is None or self.total <= self._limit:
+                return head, self.total, False
+            keep_head = self._limit // 2
+            keep_tail = self._limit - keep_head
+            text = head[:keep_head] + truncation_marker(self.total - self._limit)
+            if keep_tail:
+                text += self._tail[-keep_tail:]
+            return text, self.total, True
+
+
+class _ThreadStreams(io.TextIOBase):
+    """``sys.stdout``/``sys.stderr`` stand-in that writes to the current thread's capture.
+
+    Used when cells run on a thread of a process that has other work (the in-process backend):
+    only output from the executing thread is captured; other threads reach the original stream.
+    """
+
+    def __init__(self, original, local, attr):
+        self._original = original
+        self._local = local
+        self._attr = attr
+
+    def _target(self):
+        return getattr(self._local, self._attr, None) or self._original
+
+    def write(self, s):
+        return self._target().write(s)
+
+    def flush(self):
+        target = self._target()
+        if target is not None:
+            target.flush()
+
+    def isatty(self):
+        return False
+
+    def writable(self):
+        return True
+
+    def __getattr__(self, name):
+        return getattr(self._target(), name)
+
+
+# --------------------------------------------------------------------------- session
+
+
+class _Submitted(BaseException):
+    """Ends a cell at SUBMIT; a BaseException so ``except Exception`` cannot swallow it."""
+
+
+class CellTimeout(BaseException):
+    """Raised in the executing thread when the host interrupts a cell that ran past its timeout."""
+
+
+class _HostDefault(object):
+    """Placeholder default for a tool parameter whose real default stays on the host."""
+
+    def __repr__(self):
+        return "..."
+
+
+_HOST_DEFAULT = _HostDefault()
+
+_KINDS = {
+    "positional_only": inspect.Parameter.POSITIONAL_ONLY,
+    "positional_or_keyword": inspect.Parameter.POSITIONAL_OR_KEYWORD,
+    "var_positional": inspect.Parameter.VAR_POSITIONAL,
+    "keyword_only": inspect.Parameter.KEYWORD_ONLY,
+    "var_keyword": inspect.Parameter.VAR_KEYWORD,
+}
+
+
+def _safe_str(value):
+    try:
+        return str(value)
+    except BaseException:  # a user __str__ may raise anything
+        try:
+            return object.__repr__(value)
+        except BaseException:
+            return "<unprintable>"
+
+
+def _json_check(value, what):
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise TypeError(
+            "{} is not JSON ({}); use str, int, float, bool, None, list or dict.".format(
+                what, _safe_str(exc)
+            )
+        ) from None
+
+
+class Session(object):
+    """Executes cells in one persistent namespace.
+
+    ``call_tool(name, args, kwargs)`` is supplied by the driver; it must return the host's reply
+    dict: ``{"ok": True, "value": ...}`` or ``{"ok": False, "error": {"type", "message"}}``.
+    ``streams`` is ``"global"`` (swap ``sys.stdout`` while a cell runs; the process is ours) or
+    ``"thread"`` (capture only the executing thread's writes).
+    """
+
+    def __init__(self, call_tool=None, streams="global", max_frame_bytes=DEFAULT_MAX_FRAME_BYTES):
+        self._call_tool = call_tool
+        self._streams = streams
+        self.max_frame_bytes = max_frame_bytes
+        self.namespace = {"__name__": "__main__", "__builtins__": builtins}
+        self._cell = 0
+        self._submitted = None
+        self._tool_names = []
+        self._error_classes = {}
+        self.in_user_code = False
+        self.extra_capture = None  # (stdout, stderr) CappedText of the running cell
+        self.flush_hook = None  # called before a cell's output is read (fd-level drains)
+        self._local = threading.local()
+        if streams == "thread":
+            self._install_thread_streams()
+        self._define_submit(None)
+
+    # ---- registration -------------------------------------------------------------------
+
+    def register(self, tools, outputs):
+        """Define one guest function per tool spec, and SUBMIT for ``outputs`` (or the default)."""
+        for name in self._tool_names:
+            self.namespace.pop(name, None)
+        self._tool_names = []
+        for spec in tools:
+            self.namespace[spec["name"]] = self._make_tool(spec)
+            self._tool_names.append(spec["name"])
+        self._define_submit(outputs)
+
+    def _make_tool(self, spec):
+        name = spec["name"]
+        params = []
+        for p in spec["params"]:
+            default = inspect.Parameter.empty
+            if p.get("has_default"):
+                default = _HOST_DEFAULT if p.get("host_default") else p.get("default")
+            params.append(inspect.Parameter(p["name"], _KINDS[p["kind"]], default=default))
+        signature = inspect.Signature(params)
+        session = self
+
+        def tool(*args, **kwargs):
+            bound = signature.bind(*args, **kwargs)  # TypeError like the host function's
+            call_args = []
+            call_kwargs = {}
+            for pname, value in bound.arguments.items():
+                kind = signature.parameters[pname].kind
+                if kind == inspect.Parameter.VAR_POSITIONAL:
+                    call_args.extend(value)
+                elif kind == inspect.Parameter.VAR_KEYWORD:
+                    call_kwargs.update(value)
+                elif kind == inspect.Parameter.POSITIONAL_ONLY:
+                    call_args.append(value)
+                else:
+                    call_kwargs[pname] = value
+            _json_check([call_args, call_kwargs], "an argument of {}()".format(name))
+            return session._dispatch(name, call_args, call_kwargs)
+
+        tool.__name__ = name
+        tool.__qualname__ = name
+        tool.__doc__ = spec.get("doc") or None
+        tool.__signature__ = signature
+        return tool
+
+    def _dispatch(self, name, args, kwargs):
+        if self._call_tool is None:
+            raise RuntimeError("host tools are not available in this session")
+        reply = self._call_tool(name, args, kwargs)
+        if reply.get("ok"):
+            return reply.get("value")
+        error = reply.get("error") or {}
+        raise self._error_class(str(error.get("type") or "RuntimeError"))(
+            str(error.get("message", ""))
+        )
+
+    def _error_class(self, type_name):
+        """The class a host exception becomes: the builtin of that name, else a look-alike."""
+        builtin = getattr(builtins, type_name, None)
+        if isinstance(builtin, type) and issubclass(builtin, Exception):
+            return builtin
+        cls = self._error_classes.get(type_name)
+        if cls is None:
+            safe = type_name if type_name.isidentifier() else "HostToolError"
+            cls = type(safe, (RuntimeError,), {"__module__": "host"})
+            self._error_classes[type_name] = cls
+        return cls
+
+    def _define_submit(self, outputs):
+        session = self
+        if outputs is None:
+            names = ["output"]
+        else:
+            names = [o["name"] for o in outputs]
+        params = [
+            inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in names
+        ]
+        signature = inspect.Signature(params)
+
+        def SUBMIT(*args, **kwargs):  # noqa: N802 - the name the model is told to call
+            bound = signature.bind(*args, **kwargs)
+            values = dict(bound.arguments)
+            for key, value in values.items():
+                _json_check(value, "SUBMIT value {!r}".format(key))
+            values = json.loads(json.dumps(values))  # tuples become lists, as the host sees them
+            session._submitted = values
+            raise _Submitted()
+
+        SUBMIT.__signature__ = signature
+        SUBMIT.__doc__ = "Submit the final outputs and end the cell: SUBMIT({}).".format(
+            ", ".join(names)
+        )
+        self.namespace["SUBMIT"] = SUBMIT
+
+    # ---- variables ----------------------------------------------------------------------
+
+    def set_variables(self, specs, blob):
+        """Bind globals from ``specs`` (``name``, ``kind``, ``size``) sliced out of ``blob``."""
+        view = memoryview(blob)
+        offset = 0
+        values = {}
+        for spec in specs:
+            size = int(spec["size"])
+            chunk = view[offset : offset + size]
+            offset += size
+            kind = spec["kind"]
+            if kind == "str":
+                values[spec["name"]] = str(chunk, "utf-8")
+            elif kind == "bytes":
+                values[spec["name"]] = bytes(chunk)
+            elif kind == "json":
+                values[spec["name"]] = json.loads(str(chunk, "utf-8"))
+            else:
+                raise ValueError("unknown variable kind " + repr(kind))
+        if offset != len(view):
+            raise ValueError("variable sizes do not add up to the attachment length")
+        self.namespace.update(values)
+
+    # ---- execution ----------------------------------------------------------------------
+
+    def execute(self, code, max_output_chars):
+        """Run one cell; return the result message body (see docs/protocol.md)."""
+        self._cell += 1
+        filename = "{}{}>".format(CELL_PREFIX, self._cell)
+        stdout = CappedText(max_output_chars)
+        stderr = CappedText(max_output_chars)
+        self._submitted = None
+        error = None
+        value_repr = None
+        timed_out = False
+        saved = self._redirect(stdout, stderr)
+        try:
+            try:
+                body, last = self._compile(code, filename)
+                self.in_user_code = True
+                try:
+                    result = self._run(body)
+                    if last is not None:
+                        result = self._run(last)
+                        if result is not None:
+                            value_repr = _safe_repr(result)
+                finally:
+                    self.in_user_code = False
+            except _Submitted:
+                pass
+            except CellTimeout:
+                timed_out = True
+                error = {
+                    "type": "TimeoutError",
+                    "message": "the cell ran past its timeout and was interrupted",
+                    "traceback": "",
+                    "lineno": None,
+                }
+            except SyntaxError as exc:
+                error = _syntax_error(exc)
+            except BaseException as exc:  # the cell's exception is data, whatever it is
+                error = _code_error(exc)
+        finally:
+            if self.flush_hook is not None:
+                self.flush_hook()
+            self._restore(saved)
+        if self._submitted is not None:
+            error = None
+        out_text, out_chars, out_cut = stdout.result()
+        err_text, err_chars, err_cut = stderr.result()
+        value_cut = False
+        if value_repr is not None and len(value_repr) > max_output_chars:
+            value_repr = truncate_output(value_repr, max_output_chars)
+            value_cut = True
+        return {
+            "stdout": out_text,
+            "stderr": err_text,
+            "stdout_chars": out_chars,
+            "stderr_chars": err_chars,
+            "value": value_repr,
+            "error": error,
+            "submitted": self._submitted,
+            "truncated": out_cut or err_cut or value_cut,
+            "timed_out": timed_out,
+        }
+
+    def _compile(self, code, filename):
+        linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
+        flags = getattr(ast, "PyCF_ALLOW_TOP_LEVEL_AWAIT", 0)
+        tree = ast.parse(code, filename, "exec")
+        last = None
+        if tree.body and isinstance(tree.body[-1], ast.Expr):
+            expr = ast.Expression(tree.body.pop().value)
+            last = compile(expr, filename, "eval", flags=flags)
+        body = compile(tree, filename, "exec", flags=flags)
+        return body, last
+
+    def _run(self, code_obj):
+        result = eval(code_obj, self.namespace)  # noqa: S307 - running the cell is the job
+        if code_obj.co_flags & inspect.CO_COROUTINE:
+            result = _run_coroutine(result)
+        return result
+
+    def _redirect(self, stdout, stderr):
+        self.extra_capture = (stdout, stderr)
+        if self._streams == "thread":
+            self._local.stdout = stdout
+            self._local.stderr = stderr
+            return None
+        saved = (sys.stdout, sys.stderr)
+        sys.stdout = stdout
+        sys.stderr = stderr
+        return saved
+
+    def _restore(self, saved):
+        if saved is None:
+            self._local.stdout = None
+            self._local.stderr = None
+        else:
+            sys.stdout, sys.stderr = saved
+        self.extra_capture = None
+
+    def _install_thread_streams(self):
+        if not isinstance(sys.stdout, _ThreadStreams):
+            sys.stdout = _ThreadStreams(sys.stdout, _SHARED_LOCAL, "stdout")
+            sys.stderr = _ThreadStreams(sys.stderr, _SHARED_LOCAL, "stderr")
+        self._local = _SHARED_LOCAL
+
+
+_SHARED_LOCAL = threading.local()
+
+
+def _safe_repr(value):
+    try:
+        return repr(value)
+    except BaseException as exc:
+        return "<repr failed: {}: {}>".format(type(exc).__name__, _safe_str(exc))
+
+
+def _run_coroutine(coro):
+    try:  # Pyodide with JSPI can block on a coroutine
+        from pyodide.ffi import can_run_sync, run_sync  # type: ignore
+
+        if can_run_sync():
+            return run_sync(coro)
+    except ImportError:
+        pass
+    import asyncio
+
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(coro)
+    finally:
+        loop.close()
+
+
+def _syntax_error(exc):
+    lines = traceback.format_exception_only(type(exc), exc)
+    return {
+        "type": type(exc).__name__,
+        "message": _safe_str(exc.msg),
+        "traceback": "".join(lines),
+        "lineno": exc.lineno,
+    }
+
+
+def _code_error(exc):
+    tb = exc.__traceback__
+    while tb is not None and not tb.tb_frame.f_code.co_filename.startswith(CELL_PREFIX):
+        tb = tb.tb_next  # drop the runtime's own frames above the cell
+    lineno = None
+    walk = tb
+    while walk is not None:
+        if walk.tb_frame.f_code.co_filename.startswith(CELL_PREFIX):
+            lineno = walk.tb_lineno
+        walk = walk.tb_next
+    try:
+        text = "".join(traceback.format_exception(type(exc), exc, tb))
+    except BaseException:
+        text = "{}: {}\n".format(type(exc).__name__, _safe_str(exc))
+    return {
+        "type": type(exc).__name__,
+        "message": _safe_str(exc),
+        "traceback": text,
+        "lineno": lineno,
+    }
+
+
+# --------------------------------------------------------------------------- stdio driver
+
+
+class ProtocolError(Exception):
+    """The host sent something this guest cannot follow; the guest exits."""
+
+
+def _read_exact(fd, n):
+    buf = bytearray(n)
+    view = memoryview(buf)
+    got = 0
+    while got < n:
+        chunk = os.readv(fd, [view[got:]]) if hasattr(os, "readv") else _read_into(fd, view[got:])
+        if chunk == 0:
+            raise EOFError("host closed the channel")
+        got += chunk
+    return buf
+
+
+def _read_into(fd, view):
+    data = os.read(fd, len(view))
+    view[: len(data)] = data
+    return len(data)
+
+
+def read_frame(fd):
+    """Read one frame: ``(message dict, attachment bytes)``."""
+    json_len, blob_len = HEADER.unpack(bytes(_read_exact(fd, HEADER.size)))
+    message = json.loads(bytes(_read_exact(fd, json_len)).decode("utf-8"))
+    blob = _read_exact(fd, blob_len) if blob_len else b""
+    if not isinstance(message, dict):
+        raise ProtocolError("frame is not a JSON object")
+    return message, blob
+
+
+def encode_frame(message, blob=b""):
+    """Encode one frame (used by the host too, so both sides share the format)."""
+    body = json.dumps(message, ensure_ascii=False, allow_nan=False).encode("utf-8")
+    return HEADER.pack(len(body), len(blob)) + body + bytes(blob)
+
+
+class _FdDrain(object):
+    """Reads a pipe that replaced fd 1 or 2 and feeds it into the running cell's capture."""
+
+    def __init__(self, read_fd, pick):
+        self._fd = read_fd
+        self._pick = pick  # returns the CappedText to feed, or None between cells
+        self._marker = None
+        self._seen = threading.Event()
+        self._pending = b""
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        thread = threading.Thread(target=self._loop, name="rlm-fd-drain", daemon=True)
+        thread.start()
+
+    def _loop(self):
+        while True:
+            try:
+                data = os.read(self._fd, 65536)
+            except OSError:
+                return
+            if not data:
+                return
+            data = self._pending + data
+            self._pending = b""
+            marker = self._marker
+            if marker is not None:
+                at = data.find(marker)
+                if at >= 0:
+                    self._feed(data[:at])
+                    data = data[at + len(marker) :]
+                    self._marker = None
+                    self._seen.set()
+                else:  # keep a possible partial marker for the next read
+                    keep = len(marker) - 1
+                    if keep:
+                        data, self._pending = data[:-keep], data[-keep:]
+            self._feed(data)
+
+    def _feed(self, data):
+        if not data:
+            return
+        target = self._pick()
+        if target is not None:
+            target.write(self._decoder.decode(data))
+
+    def sync(self, write_fd, timeout=0.5):
+        """Wait until everything written to ``write_fd`` so far has been fed."""
+        marker = b"\x00rlm-sync-" + os.urandom(8).hex().encode() + b"\x00"
+        self._seen.clear()
+        self._marker = marker
+        try:
+            os.write(write_fd, marker)
+        except OSError:
+            self._marker = None
+            return
+        self._seen.wait(timeout)
+
+
+class StdioDriver(object):
+    """Serves one Session over frames on private copies of fds 0 and 1."""
+
+    def __init__(self):
+        self.in_fd = os.dup(0)
+        self.out_fd = os.dup(1)
+        self.diag_fd = os.dup(2)
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.close(devnull)
+        sys.stdin = io.TextIOWrapper(io.BytesIO(b""), encoding="utf-8")
+        self.session = Session(call_tool=self.call_tool)
+        self.session.flush_hook = self._sync_drains
+        self._drains = []
+        for fd, pick in ((1, 0), (2, 1)):
+            r, w = os.pipe()
+            os.dup2(w, fd)
+            os.close(w)
+            self._drains.append((fd, _FdDrain(r, self._picker(pick))))
+        sys.stdout = io.TextIOWrapper(os.fdopen(1, "wb", closefd=False), "utf-8", line_buffering=True)
+        sys.stderr = io.TextIOWrapper(os.fdopen(2, "wb", closefd=False), "utf-8", line_buffering=True)
+        self._inbox = []
+        self._inbox_ready = threading.Condition()
+        self._current_exec = None
+        self._next_call = 0
+        self._main_ident = threading.get_ident()
+        self._send_lock = threading.Lock()
+
+    def _sync_drains(self):
+        for fd, drain in self._drains:
+            drain.sync(fd)
+
+    def _picker(self, index):
+        def pick():
+            capture = self.session.extra_capture
+            return capture[index] if capture else None
+
+        return pick
+
+    # ---- framing ------------------------------------------------------------------------
+
+    def send(self, message):
+        data = encode_frame(message)
+        if len(data) > self.session.max_frame_bytes:
+            raise ValueError(
+                "message of {:,} bytes exceeds the {:,}-byte frame limit".format(
+                    len(data), self.session.max_frame_bytes
+                )
+            )
+        with self._send_lock:
+            view = memoryview(data)
+            while view:
+                written = os.write(self.out_fd, view)
+                view = view[written:]
+
+    def _reader(self):
+        try:
+            while True:
+                message, blob = read_frame(self.in_fd)
+                if message.get("t") == "interrupt":
+                    self._interrupt(message.get("id"))
+                    continue
+                with self._inbox_ready:
+                    self._inbox.append((message, blob))
+                    self._inbox_ready.notify()
+        except BaseException:
+            with self._inbox_ready:
+                self._inbox.append(({"t": "eof"}, b""))
+                self._inbox_ready.notify()
+
+    def _next_message(self):
+        with self._inbox_ready:
+            while not self._inbox:
+                self._inbox_ready.wait()
+            return self._inbox.pop(0)
+
+    # ---- interrupts ---------------------------------------------------------------------
+
+    def _interrupt(self, exec_id):
+        if exec_id is None or exec_id != self._current_exec:
+            return
+        self._interrupt_requested = True
+        import signal
+
+        if hasattr(signal, "pthread_kill"):
+            signal.pthread_kill(self._main_ident, signal.SIGINT)
+        else:
+            import _thread
+
+            _thread.interrupt_main()
+
+    def _on_sigint(self, signum, frame):
+        if self.session.in_user_code and getattr(self, "_interrupt_requested", False):
+            self._interrupt_requested = False
+            raise CellTimeout()
+        if self.session.in_user_code:
+            raise KeyboardInterrupt()
+
+    # ---- tool calls ---------------------------------------------------------------------
+
+    def call_tool(self, name, args, kwargs):
+        self._next_call += 1
+        call_id = self._next_call
+        self.send({"t": "call", "id": call_id, "name": name, "args": args, "kwargs": kwargs})
+        while True:
+            message, _ = self._next_message()
+            kind = message.get("t")
+            if kind == "reply" and message.get("id") == call_id:
+                return message
+            if kind == "reply":
+                continue  # a late reply to a call an interrupt abandoned
+            if kind == "eof":
+                os._exit(0)
+            raise ProtocolError("expected a tool reply, got " + repr(kind))
+
+    # ---- main loop ----------------------------------------------------------------------
+
+    def serve(self):
+        import platform
+        import signal
+
+        signal.signal(signal.SIGINT, self._on_sigint)
+        threading.Thread(target=self._reader, name="rlm-reader", daemon=True).start()
+        self.send(
+            {
+                "t": "ready",
+                "protocol": PROTOCOL_VERSION,
+                "python": platform.python_version(),
+                "implementation": platform.python_implementation(),
+                "pid": os.getpid(),
+            }
+        )
+        while True:
+            message, blob = self._next_message()
+            kind = message.get("t")
+            if kind in ("eof", "shutdown"):
+                return
+            if kind == "configure":
+                self.session.max_frame_bytes = int(message["max_frame_bytes"])
+                self.send({"t": "done", "id": message.get("id")})
+            elif kind == "register":
+                self._answer(message, self.session.register, message["tools"], message["outputs"])
+            elif kind == "vars":
+                self._answer(message, self.session.set_variables, message["vars"], blob)
+            elif kind == "exec":
+                self._execute(message)
+            elif kind == "reply":
+                continue  # late reply after an interrupted cell
+            else:
+                raise ProtocolError("unknown message type " + repr(kind))
+
+    def _answer(self, message, fn, *args):
+        try:
+            fn(*args)
+            self.send({"t": "done", "id": message.get("id")})
+        except Exception as exc:
+            self.send(
+                {
+                    "t": "done",
+                    "id": message.get("id"),
+                    "error": {"type": type(exc).__name__, "message": _safe_str(exc)},
+                }
+            )
+
+    def _execute(self, message):
+        self._current_exec = message.get("id")
+        self._interrupt_requested = False
+        started = time.perf_counter()
+        try:
+            result = self.session.execute(message["code"], int(message["max_output_chars"]))
+        finally:
+            self._current_exec = None
+        result["t"] = "result"
+        result["id"] = message.get("id")
+        result["guest_duration_s"] = time.perf_counter() - started
+        try:
+            self.send(result)
+        except ValueError as exc:
+            self.send(
+                {
+                    "t": "result",
+                    "id": message.get("id"),
+                    "stdout": "",
+                    "stderr": "",
+                    "stdout_chars": 0,
+                    "stderr_chars": 0,
+                    "value": None,
+                    "submitted": None,
+                    "truncated": True,
+                    "timed_out": result.get("timed_out", False),
+                    "error": {
+                        "type": "ValueError",
+                        "message": "the cell's result is too large to return ({}); submit or "
+                        "print less".format(exc),
+                        "traceback": "",
+                        "lineno": None,
+                    },
+                }
+            )
+
+
+def main():
+    """Entry point when the host bootstraps this file into a fresh ``python3`` process."""
+    driver = StdioDriver()
+    try:
+        driver.serve()
+    except (EOFError, ProtocolError) as exc:
+        os.write(driver.diag_fd, "rlm guest: {}\n".format(exc).encode("utf-8", "replace"))
+    finally:
+        os._exit(0)
+
+
+if __name__ == "__rlm_guest__":
+    main()

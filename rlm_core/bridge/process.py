@@ -1,0 +1,113 @@
+"""A GuestChannel over a local child process's stdin and stdout.
+
+Used by backends whose sandbox is a local command (``python3``, ``deno``, ``bwrap``, ``docker
+run -i``). The child gets its own process group so that closing kills everything it spawned,
+and its stderr goes to a temporary file whose tail explains a crash.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import tempfile
+from collections.abc import Mapping, Sequence
+
+import anyio
+from anyio.abc import Process
+
+from rlm_core.errors import InterpreterUnavailableError
+
+__all__ = ["ProcessChannel", "open_process_channel"]
+
+_STDERR_TAIL = 4000
+
+
+class ProcessChannel:
+    """A :class:`~rlm_core.bridge.session.GuestChannel` backed by a child process."""
+
+    def __init__(self, process: Process, stderr_file: tempfile._TemporaryFileWrapper[bytes]):
+        self._process = process
+        self._stderr = stderr_file
+        self._closed = False
+
+    @property
+    def pid(self) -> int:
+        """The child's process id (also its process group id)."""
+        return self._process.pid
+
+    async def send(self, data: bytes | memoryview) -> None:
+        """Write to the child's stdin."""
+        assert self._process.stdin is not None
+        await self._process.stdin.send(bytes(data) if isinstance(data, memoryview) else data)
+
+    async def receive(self) -> bytes:
+        """Read from the child's stdout; ``b""`` at end of stream."""
+        assert self._process.stdout is not None
+        try:
+            return await self._process.stdout.receive(1 << 20)
+        except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
+            return b""
+
+    async def aclose(self) -> None:
+        """Kill the child's whole process group and reap it; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        with anyio.CancelScope(shield=True):
+            if self._process.returncode is None:
+                try:
+                    os.killpg(self._process.pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    self._process.kill()
+            with anyio.move_on_after(5):
+                await self._process.wait()
+            for stream in (self._process.stdin, self._process.stdout):
+                if stream is not None:
+                    await stream.aclose()
+
+    def diagnostics(self) -> str:
+        """Exit status and the tail of stderr."""
+        code = self._process.returncode
+        parts = []
+        if code is not None:
+            parts.append(f"signal {-code}" if code < 0 else f"exit code {code}")
+        try:
+            size = os.fstat(self._stderr.fileno()).st_size
+            self._stderr.seek(max(0, size - _STDERR_TAIL))
+            tail = self._stderr.read().decode("utf-8", "replace").strip()
+        except (OSError, ValueError):
+            tail = ""
+        if tail:
+            parts.append(f"stderr: {tail}")
+        return "; ".join(parts)
+
+
+async def open_process_channel(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: str | None = None,
+    install_hint: str = "",
+) -> ProcessChannel:
+    """Start ``argv`` as a child with piped stdio in a new process group.
+
+    Raises:
+        InterpreterUnavailableError: The program does not exist or cannot be executed.
+    """
+    stderr_file = tempfile.TemporaryFile(prefix="rlm-guest-stderr-")
+    try:
+        process = await anyio.open_process(
+            list(argv),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=stderr_file,
+            env=dict(env) if env is not None else None,
+            cwd=cwd,
+            start_new_session=True,
+        )
+    except (FileNotFoundError, PermissionError) as exc:
+        stderr_file.close()
+        hint = f" {install_hint}" if install_hint else ""
+        raise InterpreterUnavailableError(f"cannot run {argv[0]!r}: {exc}.{hint}") from exc
+    return ProcessChannel(process, stderr_file)

@@ -1,0 +1,445 @@
+"""ChannelInterpreter: the whole interpreter contract over any byte channel to a guest process.
+
+A backend that runs ``guest.py`` somewhere (a local process, a container, a cloud sandbox, a
+WebAssembly runtime) subclasses :class:`ChannelInterpreter`, states its capabilities, and
+implements :meth:`ChannelInterpreter.open_channel`; framing, bootstrapping, tool callbacks,
+variables, timeouts, interrupts and validation of everything the guest sends live here, once.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextvars
+import functools
+import inspect
+import itertools
+import json
+import time
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import Protocol, Self, runtime_checkable
+
+import anyio
+
+from rlm_core.bridge.protocol import (
+    DEFAULT_MAX_FRAME_BYTES,
+    HEADER,
+    PROTOCOL_VERSION,
+    FrameReader,
+    bootstrap_frame,
+    decode_code_error,
+    encode_frame,
+    require,
+)
+from rlm_core.errors import (
+    BridgeProtocolError,
+    ConfigError,
+    InterpreterClosedError,
+    InterpreterNotStartedError,
+    SessionLostError,
+)
+from rlm_core.interpreter import (
+    DEFAULT_MAX_OUTPUT_CHARS,
+    GUEST_BUILTINS,
+    JSON,
+    Capabilities,
+    ExecutionResult,
+    HostTool,
+    OutputField,
+    VariableValue,
+    check_variables,
+)
+from rlm_core.tools import describe_tools, to_json
+
+__all__ = ["ChannelInterpreter", "GuestChannel"]
+
+_SEND_CHUNK = 4 * 1024 * 1024
+_in_tool_of: contextvars.ContextVar[object | None] = contextvars.ContextVar(
+    "rlm_in_tool_of", default=None
+)
+
+
+@runtime_checkable
+class GuestChannel(Protocol):
+    """A byte stream to a guest runtime started with ``loader_argv()`` (or an equivalent)."""
+
+    async def send(self, data: bytes | memoryview) -> None:
+        """Write all of ``data`` to the guest's stdin."""
+        ...
+
+    async def receive(self) -> bytes:
+        """Return the next bytes the guest wrote to its stdout; ``b""`` at end of stream."""
+        ...
+
+    async def aclose(self) -> None:
+        """Stop the guest and release everything; idempotent, never raises."""
+        ...
+
+    def diagnostics(self) -> str:
+        """What is known about the guest's end (exit status, stderr tail), for error messages."""
+        ...
+
+
+class ChannelInterpreter(abc.ABC):
+    """Implements :class:`~rlm_core.interpreter.Interpreter` over a :class:`GuestChannel`.
+
+    Subclasses provide :attr:`capabilities` and :meth:`open_channel`. Tunables are class
+    attributes a subclass (or a user) may override.
+    """
+
+    start_timeout_s: float = 60.0
+    """How long the guest may take to announce itself after the channel opens."""
+    interrupt_grace_s: float = 2.0
+    """After a timeout, how long the guest gets to stop the cell before it is killed."""
+    max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
+    """The largest message the host accepts from the guest."""
+    reply_timeout_s: float = 60.0
+    """How long register/set_variables may take per 100 MB before the guest counts as lost."""
+
+    def __init__(self) -> None:
+        self._channel: GuestChannel | None = None
+        self._reader: FrameReader | None = None
+        self._tools: dict[str, HostTool] = {}
+        self._variable_names: set[str] = set()
+        self._lost: str | None = None
+        self._closed = False
+        self._lock = anyio.Lock()
+        self._ids = itertools.count(1)
+        self.guest_info: dict[str, JSON] = {}
+
+    # ---- what a backend provides -------------------------------------------------------
+
+    @property
+    @abc.abstractmethod
+    def capabilities(self) -> Capabilities:
+        """What this backend enforces."""
+
+    @abc.abstractmethod
+    async def open_channel(self) -> GuestChannel:
+        """Start a guest runtime in the sandbox and return a channel to its stdin/stdout.
+
+        The guest is started with :func:`rlm_core.bridge.protocol.loader_argv`; the host then
+        sends the runtime as the first frame.
+
+        Raises:
+            InterpreterUnavailableError: The sandbox cannot be created here; say how to fix it.
+        """
+
+    # ---- lifecycle ---------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def start(self) -> None:
+        """Open the channel, bootstrap the guest and wait for it to announce itself."""
+        if self._closed:
+            raise InterpreterClosedError("this interpreter was closed; create a new one")
+        async with self._lock:
+            if self._channel is not None:
+                return
+            channel = await self.open_channel()
+            self._channel = channel
+            self._reader = FrameReader(channel.receive, max_frame_bytes=self.max_frame_bytes)
+            await self._send(bootstrap_frame())
+            ready = None
+            with anyio.move_on_after(self.start_timeout_s):
+                ready = await self._read()
+            if ready is None:
+                await self._lose(
+                    f"the guest did not start within {self.start_timeout_s:g} s", None
+                )
+            assert ready is not None
+            if ready.get("t") != "ready" or ready.get("protocol") != PROTOCOL_VERSION:
+                await self._fail_protocol(
+                    f"the guest announced {ready!r:.200}; expected protocol {PROTOCOL_VERSION}"
+                )
+            self.guest_info = dict(ready)
+            if self.max_frame_bytes != DEFAULT_MAX_FRAME_BYTES:
+                await self._request({"t": "configure", "max_frame_bytes": self.max_frame_bytes})
+
+    async def aclose(self) -> None:
+        """Ask the guest to exit, then stop it; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        channel, self._channel = self._channel, None
+        if channel is None:
+            return
+        with anyio.CancelScope(shield=True):
+            if self._lost is None:
+                with anyio.move_on_after(1.0):
+                    try:
+                        await channel.send(encode_frame({"t": "shutdown"}))
+                    except Exception:  # the guest may already be gone; closing anyway
+                        pass
+            await channel.aclose()
+
+    # ---- contract ----------------------------------------------------------------------
+
+    async def register(
+        self,
+        tools: Mapping[str, HostTool] | None = None,
+        outputs: Sequence[OutputField] | None = None,
+    ) -> None:
+        """Expose host tools to the guest and give SUBMIT its parameters."""
+        tools = dict(tools or {})
+        specs = describe_tools(tools, reserved=GUEST_BUILTINS)
+        clash = self._variable_names & tools.keys()
+        if clash:
+            raise ConfigError(f"tool names {sorted(clash)} are already bound as variables")
+        output_json: JSON = None
+        if outputs is not None:
+            names = [o.name for o in outputs]
+            for name in names:
+                if not name.isidentifier():
+                    raise ConfigError(f"output name {name!r} is not a Python identifier")
+            if len(set(names)) != len(names):
+                raise ConfigError(f"output names repeat: {names}")
+            output_json = [{"name": o.name, "type": o.type} for o in outputs]
+        async with self._lock:
+            self._check_usable()
+            await self._request(
+                {"t": "register", "tools": [s.to_json() for s in specs], "outputs": output_json}
+            )
+            self._tools = tools
+
+    async def set_variables(self, values: Mapping[str, VariableValue]) -> None:
+        """Bind guest globals; strings and bytes travel raw, other values as JSON text."""
+        check_variables(values, reserved=GUEST_BUILTINS | self._tools.keys())
+        specs: list[JSON] = []
+        payloads: list[bytes] = []
+        limit = self.capabilities.max_variable_bytes
+        for name, value in values.items():
+            if isinstance(value, str):
+                kind, data = "str", value.encode("utf-8")
+            elif isinstance(value, bytes):
+                kind, data = "bytes", value
+            else:
+                kind = "json"
+                data = json.dumps(value, ensure_ascii=False, allow_nan=False).encode("utf-8")
+            if limit is not None and len(data) > limit:
+                raise ConfigError(
+                    f"variable {name!r} is {len(data):,} bytes; this backend accepts at most "
+                    f"{limit:,} bytes per variable (capabilities.max_variable_bytes). Split it, "
+                    "or choose a backend with a larger limit."
+                )
+            specs.append({"name": name, "kind": kind, "size": len(data)})
+            payloads.append(data)
+        async with self._lock:
+            self._check_usable()
+            total = sum(len(p) for p in payloads)
+            body = json.dumps(
+                {"t": "vars", "id": next(self._ids), "vars": specs}, ensure_ascii=False
+            ).encode("utf-8")
+            message_id = json.loads(body)["id"]
+            await self._send_parts(HEADER.pack(len(body), total) + body, payloads)
+            await self._await_done(message_id, size_hint=total)
+            self._variable_names |= values.keys()
+
+    async def execute(
+        self,
+        code: str,
+        *,
+        timeout: float | None = None,
+        max_output_chars: int = DEFAULT_MAX_OUTPUT_CHARS,
+    ) -> ExecutionResult:
+        """Run a cell, serving the guest's tool calls until it reports a result."""
+        if not isinstance(code, str):
+            raise TypeError(f"code must be a str, not {type(code).__name__}")
+        if _in_tool_of.get() is self:
+            raise RuntimeError(
+                "execute() was called from inside one of this interpreter's own tools; the "
+                "guest is waiting for that tool, so this would deadlock. Use another interpreter."
+            )
+        if max_output_chars < 0:
+            raise ConfigError("max_output_chars must be >= 0")
+        async with self._lock:
+            self._check_usable()
+            exec_id = next(self._ids)
+            started = time.perf_counter()
+            await self._send(
+                encode_frame(
+                    {
+                        "t": "exec",
+                        "id": exec_id,
+                        "code": code,
+                        "max_output_chars": max_output_chars,
+                    }
+                )
+            )
+            message: dict[str, JSON] | None = None
+            with anyio.move_on_after(timeout):
+                message = await self._until_result(exec_id)
+            if message is None:
+                await self._send(encode_frame({"t": "interrupt", "id": exec_id}))
+                with anyio.move_on_after(self.interrupt_grace_s):
+                    message = await self._until_result(exec_id)
+                if message is None:
+                    await self._lose(
+                        f"the cell ran past its {timeout:g} s timeout and did not stop when "
+                        "interrupted, so the sandbox was stopped; its variables are gone",
+                        None,
+                    )
+                assert message is not None
+            return self._to_result(message, time.perf_counter() - started)
+
+    # ---- internals ---------------------------------------------------------------------
+
+    def _check_usable(self) -> None:
+        if self._closed:
+            raise InterpreterClosedError("this interpreter was closed; create a new one")
+        if self._lost is not None:
+            raise SessionLostError(f"the session was lost earlier: {self._lost}")
+        if self._channel is None:
+            raise InterpreterNotStartedError("call start() (or use `async with`) first")
+
+    async def _send(self, data: bytes) -> None:
+        await self._send_parts(data, ())
+
+    async def _send_parts(self, head: bytes, parts: Sequence[bytes]) -> None:
+        # Shielded: a write cut off by a cancel would desynchronise the channel.
+        assert self._channel is not None
+        with anyio.CancelScope(shield=True):
+            try:
+                await self._channel.send(head)
+                for part in parts:
+                    view = memoryview(part)
+                    for offset in range(0, len(view), _SEND_CHUNK):
+                        await self._channel.send(view[offset : offset + _SEND_CHUNK])
+            except Exception as exc:
+                await self._lose("the channel to the guest broke while sending", exc)
+
+    async def _read(self) -> dict[str, JSON]:
+        assert self._reader is not None
+        try:
+            frame = await self._reader.read()
+        except BridgeProtocolError as exc:
+            await self._fail_protocol(str(exc))
+            raise AssertionError("unreachable") from None
+        except anyio.get_cancelled_exc_class():
+            raise
+        except (EOFError, Exception) as exc:
+            await self._lose("the guest stopped answering", exc)
+        return frame.message
+
+    async def _request(self, message: dict[str, JSON]) -> None:
+        message_id = next(self._ids)
+        await self._send(encode_frame({**message, "id": message_id}))
+        await self._await_done(message_id, size_hint=0)
+
+    async def _await_done(self, message_id: int, *, size_hint: int) -> None:
+        budget = self.reply_timeout_s * (1 + size_hint / 100_000_000)
+        reply = None
+        with anyio.move_on_after(budget):
+            reply = await self._read()
+        if reply is None:
+            await self._lose(f"the guest did not answer within {budget:g} s", None)
+        assert reply is not None
+        if reply.get("t") != "done" or reply.get("id") != message_id:
+            await self._fail_protocol(f"expected 'done' for request {message_id}, got {reply!r:.200}")
+        error = reply.get("error")
+        if error is not None:
+            if not isinstance(error, dict):
+                await self._fail_protocol("the guest's 'done' has an invalid 'error'")
+            assert isinstance(error, dict)
+            raise ConfigError(f"the guest refused the request: {error.get('type')}: {error.get('message')}")
+
+    async def _until_result(self, exec_id: int) -> dict[str, JSON]:
+        while True:
+            message = await self._read()
+            kind = message.get("t")
+            if kind == "call":
+                await self._serve_call(message)
+            elif kind == "result" and message.get("id") == exec_id:
+                return message
+            else:
+                await self._fail_protocol(f"unexpected {kind!r} message while a cell ran")
+
+    async def _serve_call(self, message: dict[str, JSON]) -> None:
+        call_id = require(message, "id", int)
+        name = require(message, "name", str)
+        args = require(message, "args", list)
+        kwargs = require(message, "kwargs", dict)
+        assert isinstance(name, str) and isinstance(args, list) and isinstance(kwargs, dict)
+        reply: dict[str, JSON]
+        fn = self._tools.get(name)
+        if fn is None:
+            reply = {"ok": False, "error": {"type": "NameError", "message": f"no host tool {name!r}"}}
+        else:
+            reply = await self._call_tool(name, fn, args, kwargs)
+        reply_frame = encode_frame({"t": "reply", "id": call_id, **reply})
+        await self._send(reply_frame)
+
+    async def _call_tool(
+        self, name: str, fn: HostTool, args: list[JSON], kwargs: dict[str, JSON]
+    ) -> dict[str, JSON]:
+        token = _in_tool_of.set(self)
+        try:
+            if inspect.iscoroutinefunction(fn):
+                value = await fn(*args, **kwargs)
+            else:
+                value = await anyio.to_thread.run_sync(
+                    functools.partial(fn, *args, **kwargs), abandon_on_cancel=True
+                )
+                if inspect.isawaitable(value):
+                    value = await value
+        except anyio.get_cancelled_exc_class():
+            raise
+        except Exception as exc:
+            return {"ok": False, "error": {"type": type(exc).__name__, "message": str(exc)}}
+        finally:
+            _in_tool_of.reset(token)
+        try:
+            return {"ok": True, "value": to_json(value)}
+        except TypeError as exc:
+            return {
+                "ok": False,
+                "error": {"type": "TypeError", "message": f"tool {name}() returned a value {exc}"},
+            }
+
+    def _to_result(self, message: dict[str, JSON], duration: float) -> ExecutionResult:
+        submitted = message.get("submitted")
+        if submitted is not None and not isinstance(submitted, dict):
+            raise BridgeProtocolError("the guest's result has an invalid 'submitted'")
+        value = message.get("value")
+        if value is not None and not isinstance(value, str):
+            raise BridgeProtocolError("the guest's result has an invalid 'value'")
+        return ExecutionResult(
+            stdout=str(require(message, "stdout", str)),
+            stderr=str(require(message, "stderr", str)),
+            value=value,
+            error=decode_code_error(message.get("error")),
+            submitted=submitted,
+            stdout_chars=int(require(message, "stdout_chars", int)),  # type: ignore[arg-type]
+            stderr_chars=int(require(message, "stderr_chars", int)),  # type: ignore[arg-type]
+            truncated=bool(require(message, "truncated", bool)),
+            timed_out=bool(require(message, "timed_out", bool)),
+            duration_s=duration,
+        )
+
+    async def _lose(self, reason: str, cause: BaseException | None) -> None:
+        channel = self._channel
+        details = ""
+        if channel is not None:
+            with anyio.CancelScope(shield=True):
+                await channel.aclose()
+            details = channel.diagnostics()
+        self._lost = reason + (f" ({details})" if details else "")
+        raise SessionLostError(self._lost) from cause
+
+    async def _fail_protocol(self, reason: str) -> None:
+        channel = self._channel
+        if channel is not None:
+            with anyio.CancelScope(shield=True):
+                await channel.aclose()
+        self._lost = f"protocol violation: {reason}"
+        raise BridgeProtocolError(reason)

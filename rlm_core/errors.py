@@ -1,0 +1,86 @@
+"""Every exception the toolkit raises, in one tree.
+
+What model-written code did (an exception, a syntax error, a timed-out cell that the sandbox
+survived) is *data* in :class:`~rlm_core.interpreter.ExecutionResult`, never an exception.
+Exceptions mean the caller must act: fix a setting, install something, or accept that a
+sandbox session is gone::
+
+    RLMError
+    ├── ConfigError                       a setting, spec or argument is wrong (also a ValueError)
+    ├── InterpreterError                  an interpreter cannot do what was asked
+    │   ├── InterpreterUnavailableError   SDK, daemon, binary, image or credentials missing
+    │   ├── InterpreterNotStartedError    a call that needs start() came before it
+    │   ├── InterpreterClosedError        a call came after aclose()
+    │   └── SessionError                  the sandbox session is unusable from now on
+    │       ├── SessionLostError          the sandbox died, was killed, or stopped answering
+    │       └── BridgeProtocolError       the guest sent something the host will not accept
+    └── RunError                          an RLM run gave up (raised by the loop)
+        └── BudgetExceededError           a call, token, cost or time budget ran out
+
+Backends wrap SDK exceptions with ``raise SessionLostError(...) from exc`` so the cause stays
+reachable through ``__cause__``. Values that cannot cross into a sandbox (a set, an open file)
+raise the builtin :class:`TypeError` on the host, before anything is sent.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BridgeProtocolError",
+    "BudgetExceededError",
+    "ConfigError",
+    "InterpreterClosedError",
+    "InterpreterError",
+    "InterpreterNotStartedError",
+    "InterpreterUnavailableError",
+    "RLMError",
+    "RunError",
+    "SessionError",
+    "SessionLostError",
+]
+
+
+class RLMError(Exception):
+    """Base class of every error raised by the toolkit."""
+
+
+class ConfigError(RLMError, ValueError):
+    """A setting, interpreter spec or argument is invalid; the message says how to fix it."""
+
+
+class InterpreterError(RLMError):
+    """An interpreter could not do what was asked."""
+
+
+class InterpreterUnavailableError(InterpreterError):
+    """The backend cannot run here: a package, daemon, binary, image or credential is missing.
+
+    The message names the exact fix (the package to install, the variable to set).
+    """
+
+
+class InterpreterNotStartedError(InterpreterError):
+    """A method that needs a running sandbox was called before ``start()``."""
+
+
+class InterpreterClosedError(InterpreterError):
+    """The interpreter was closed; create a new one."""
+
+
+class SessionError(InterpreterError):
+    """The sandbox session can no longer be used; its variables are gone."""
+
+
+class SessionLostError(SessionError):
+    """The sandbox process died, was killed after ignoring an interrupt, or stopped answering."""
+
+
+class BridgeProtocolError(SessionError):
+    """The guest sent a malformed, oversized or unexpected message; the session was ended."""
+
+
+class RunError(RLMError):
+    """An RLM run could not produce its outputs."""
+
+
+class BudgetExceededError(RunError):
+    """A budget shared by the whole recursion tree (calls, tokens, cost, wall time) ran out."""

@@ -1,0 +1,195 @@
+"""Host tools as the guest sees them: signatures to re-create, and results made JSON.
+
+A host function's real signature (positional, keyword-only, defaults, ``*args``/``**kwargs``)
+is described by a :class:`ToolSpec` so every backend can build a guest function that binds
+arguments exactly like the original. Defaults that are not JSON stay on the host: the guest
+omits the argument and the host's own default applies.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import math
+from collections.abc import Mapping
+from typing import Literal, TypeAlias
+
+import pydantic_core
+
+from rlm_core.errors import ConfigError
+from rlm_core.interpreter import GUEST_BUILTINS, JSON, HostTool, check_variable_name
+
+__all__ = ["ParamKind", "ToolParam", "ToolSpec", "describe_tools", "to_json"]
+
+ParamKind: TypeAlias = Literal[
+    "positional_only", "positional_or_keyword", "var_positional", "keyword_only", "var_keyword"
+]
+
+_KINDS: dict[inspect._ParameterKind, ParamKind] = {
+    inspect.Parameter.POSITIONAL_ONLY: "positional_only",
+    inspect.Parameter.POSITIONAL_OR_KEYWORD: "positional_or_keyword",
+    inspect.Parameter.VAR_POSITIONAL: "var_positional",
+    inspect.Parameter.KEYWORD_ONLY: "keyword_only",
+    inspect.Parameter.VAR_KEYWORD: "var_keyword",
+}
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class ToolParam:
+    """One parameter of a host tool."""
+
+    name: str
+    kind: ParamKind
+    has_default: bool = False
+    default: JSON = None
+    """The default when it is JSON; otherwise None with ``default_is_host_only`` set."""
+    default_is_host_only: bool = False
+    annotation: str = ""
+
+    def to_json(self) -> dict[str, JSON]:
+        """The wire form sent to guests."""
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "has_default": self.has_default,
+            "default": self.default,
+            "host_default": self.default_is_host_only,
+            "annotation": self.annotation,
+        }
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class ToolSpec:
+    """A host tool's name, signature and documentation."""
+
+    name: str
+    params: tuple[ToolParam, ...]
+    doc: str = ""
+    returns: str = ""
+
+    def to_json(self) -> dict[str, JSON]:
+        """The wire form sent to guests."""
+        return {
+            "name": self.name,
+            "params": [p.to_json() for p in self.params],
+            "doc": self.doc,
+            "returns": self.returns,
+        }
+
+    def render(self) -> str:
+        """The signature as Python source, e.g. ``lookup(key: str, limit: int = 5) -> list``."""
+        parts: list[str] = []
+        seen_kw_marker = False
+        for i, p in enumerate(self.params):
+            text = p.name + (f": {p.annotation}" if p.annotation else "")
+            if p.kind == "var_positional":
+                text = "*" + text
+                seen_kw_marker = True
+            elif p.kind == "var_keyword":
+                text = "**" + text
+            elif p.kind == "keyword_only" and not seen_kw_marker:
+                parts.append("*")
+                seen_kw_marker = True
+            if p.has_default:
+                shown = "..." if p.default_is_host_only else repr(p.default)
+                text += f" = {shown}" if p.annotation else f"={shown}"
+            parts.append(text)
+            nxt = self.params[i + 1] if i + 1 < len(self.params) else None
+            if p.kind == "positional_only" and (nxt is None or nxt.kind != "positional_only"):
+                parts.append("/")
+        arrow = f" -> {self.returns}" if self.returns else ""
+        return f"{self.name}({', '.join(parts)}){arrow}"
+
+
+def _annotation_text(annotation: object) -> str:
+    if annotation is inspect.Parameter.empty:
+        return ""
+    if isinstance(annotation, str):
+        return annotation
+    if isinstance(annotation, type):
+        return annotation.__name__
+    return str(annotation).replace("typing.", "")
+
+
+def _describe(name: str, fn: HostTool) -> ToolSpec:
+    if not callable(fn):
+        raise ConfigError(f"tool {name!r} is a {type(fn).__name__}, not a callable.")
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(
+            f"tool {name!r}: cannot read its signature ({exc}); wrap it in a plain function."
+        ) from exc
+    params: list[ToolParam] = []
+    for p in signature.parameters.values():
+        has_default = p.default is not inspect.Parameter.empty
+        default: JSON = None
+        host_only = False
+        if has_default:
+            try:
+                default = to_json(p.default)
+            except TypeError:
+                host_only = True
+        params.append(
+            ToolParam(
+                name=p.name,
+                kind=_KINDS[p.kind],
+                has_default=has_default,
+                default=default,
+                default_is_host_only=host_only,
+                annotation=_annotation_text(p.annotation),
+            )
+        )
+    return ToolSpec(
+        name=name,
+        params=tuple(params),
+        doc=inspect.getdoc(fn) or "",
+        returns=_annotation_text(signature.return_annotation),
+    )
+
+
+def describe_tools(
+    tools: Mapping[str, HostTool], *, reserved: frozenset[str] = GUEST_BUILTINS
+) -> tuple[ToolSpec, ...]:
+    """Describe each tool, rejecting names that are not identifiers or are reserved.
+
+    Raises:
+        ConfigError: A name is invalid or reserved, or a tool is not callable.
+    """
+    specs = []
+    for name, fn in tools.items():
+        check_variable_name(name, reserved=reserved)
+        specs.append(_describe(name, fn))
+    return tuple(specs)
+
+
+def to_json(value: object) -> JSON:
+    """Convert a host value to JSON: pydantic models and dataclasses become dicts.
+
+    Raises:
+        TypeError: The value has no JSON form (the message names its type).
+    """
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float) and math.isfinite(value):
+        return value
+    try:
+        converted = pydantic_core.to_jsonable_python(value)
+    except (pydantic_core.PydanticSerializationError, ValueError) as exc:
+        raise TypeError(f"a {type(value).__name__} has no JSON form: {exc}") from None
+    if isinstance(value, float) or _has_non_finite(converted):
+        raise TypeError("NaN and infinite floats have no JSON form")
+    return converted  # type: ignore[no-any-return]
+
+
+def _has_non_finite(value: object) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            return True
+        if isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+    return False
