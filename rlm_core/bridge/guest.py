@@ -223,6 +223,9 @@ class Session(object):
         self.in_user_code = False
         self.extra_capture = None  # (stdout, stderr) CappedText of the running cell
         self.flush_hook = None  # called before a cell's output is read (fd-level drains)
+        # A driver that interrupts with KeyboardInterrupt (Pyodide's interrupt buffer) sets this
+        # first, so the interrupt is reported as the cell's timeout rather than a user error.
+        self.timeout_requested = False
         self._local = threading.local()
         if streams == "thread":
             self._install_thread_streams()
@@ -356,6 +359,7 @@ class Session(object):
         stdout = CappedText(max_output_chars)
         stderr = CappedText(max_output_chars)
         self._submitted = None
+        self.timeout_requested = False
         error = None
         value_repr = None
         timed_out = False
@@ -374,14 +378,17 @@ class Session(object):
                     self.in_user_code = False
             except _Submitted:
                 pass
-            except CellTimeout:
-                timed_out = True
-                error = {
-                    "type": "TimeoutError",
-                    "message": "the cell ran past its timeout and was interrupted",
-                    "traceback": "",
-                    "lineno": None,
-                }
+            except (CellTimeout, KeyboardInterrupt) as exc:
+                if isinstance(exc, KeyboardInterrupt) and not self.timeout_requested:
+                    error = _code_error(exc)
+                else:
+                    timed_out = True
+                    error = {
+                        "type": "TimeoutError",
+                        "message": "the cell ran past its timeout and was interrupted",
+                        "traceback": "",
+                        "lineno": None,
+                    }
             except SyntaxError as exc:
                 error = _syntax_error(exc)
             except BaseException as exc:  # the cell's exception is data, whatever it is
