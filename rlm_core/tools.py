@@ -8,18 +8,29 @@ omits the argument and the host's own default applies.
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
+import functools
 import inspect
 import math
 from collections.abc import Mapping
 from typing import Literal, TypeAlias
 
+import anyio
 import pydantic_core
 
 from rlm_core.errors import ConfigError
 from rlm_core.interpreter import GUEST_BUILTINS, JSON, HostTool, check_variable_name
 
-__all__ = ["ParamKind", "ToolParam", "ToolSpec", "describe_tools", "to_json"]
+__all__ = [
+    "ParamKind",
+    "ToolParam",
+    "ToolSpec",
+    "call_host_tool",
+    "current_tool_owner",
+    "describe_tools",
+    "to_json",
+]
 
 ParamKind: TypeAlias = Literal[
     "positional_only", "positional_or_keyword", "var_positional", "keyword_only", "var_keyword"
@@ -193,3 +204,52 @@ def _has_non_finite(value: object) -> bool:
         elif isinstance(item, dict):
             stack.extend(item.values())
     return False
+
+
+_tool_owner: contextvars.ContextVar[object | None] = contextvars.ContextVar(
+    "rlm_tool_owner", default=None
+)
+
+
+def current_tool_owner() -> object | None:
+    """The interpreter whose tool is running in this context, if any (to refuse re-entry)."""
+    return _tool_owner.get()
+
+
+async def call_host_tool(
+    owner: object,
+    tools: Mapping[str, HostTool],
+    name: str,
+    args: list[JSON],
+    kwargs: dict[str, JSON],
+) -> dict[str, JSON]:
+    """Run a guest's tool call on the host and build the reply the guest expects.
+
+    Async tools are awaited; sync tools run in a worker thread so the event loop stays free.
+    Exceptions become ``{"ok": False, "error": {"type", "message"}}``; results go through
+    :func:`to_json`. Cancellation propagates (the cell's timeout abandons the tool).
+    """
+    fn = tools.get(name)
+    if fn is None:
+        return {"ok": False, "error": {"type": "NameError", "message": f"no host tool {name!r}"}}
+    token = _tool_owner.set(owner)
+    try:
+        if inspect.iscoroutinefunction(fn):
+            value = await fn(*args, **kwargs)
+        else:
+            value = await anyio.to_thread.run_sync(
+                functools.partial(fn, *args, **kwargs), abandon_on_cancel=True
+            )
+            if inspect.isawaitable(value):
+                value = await value
+    except anyio.get_cancelled_exc_class():
+        raise
+    except Exception as exc:
+        return {"ok": False, "error": {"type": type(exc).__name__, "message": str(exc)}}
+    finally:
+        _tool_owner.reset(token)
+    try:
+        return {"ok": True, "value": to_json(value)}
+    except TypeError as exc:
+        message = f"tool {name}() returned a value that cannot reach the sandbox: {exc}"
+        return {"ok": False, "error": {"type": "TypeError", "message": message}}

@@ -9,9 +9,6 @@ variables, timeouts, interrupts and validation of everything the guest sends liv
 from __future__ import annotations
 
 import abc
-import contextvars
-import functools
-import inspect
 import itertools
 import json
 import time
@@ -49,14 +46,11 @@ from rlm_core.interpreter import (
     VariableValue,
     check_variables,
 )
-from rlm_core.tools import describe_tools, to_json
+from rlm_core.tools import call_host_tool, current_tool_owner, describe_tools
 
 __all__ = ["ChannelInterpreter", "GuestChannel"]
 
 _SEND_CHUNK = 4 * 1024 * 1024
-_in_tool_of: contextvars.ContextVar[object | None] = contextvars.ContextVar(
-    "rlm_in_tool_of", default=None
-)
 
 
 @runtime_checkable
@@ -255,7 +249,7 @@ class ChannelInterpreter(abc.ABC):
         """Run a cell, serving the guest's tool calls until it reports a result."""
         if not isinstance(code, str):
             raise TypeError(f"code must be a str, not {type(code).__name__}")
-        if _in_tool_of.get() is self:
+        if current_tool_owner() is self:
             raise RuntimeError(
                 "execute() was called from inside one of this interpreter's own tools; the "
                 "guest is waiting for that tool, so this would deadlock. Use another interpreter."
@@ -370,41 +364,9 @@ class ChannelInterpreter(abc.ABC):
         args = require(message, "args", list)
         kwargs = require(message, "kwargs", dict)
         assert isinstance(name, str) and isinstance(args, list) and isinstance(kwargs, dict)
-        reply: dict[str, JSON]
-        fn = self._tools.get(name)
-        if fn is None:
-            reply = {"ok": False, "error": {"type": "NameError", "message": f"no host tool {name!r}"}}
-        else:
-            reply = await self._call_tool(name, fn, args, kwargs)
+        reply = await call_host_tool(self, self._tools, name, args, kwargs)
         reply_frame = encode_frame({"t": "reply", "id": call_id, **reply})
         await self._send(reply_frame)
-
-    async def _call_tool(
-        self, name: str, fn: HostTool, args: list[JSON], kwargs: dict[str, JSON]
-    ) -> dict[str, JSON]:
-        token = _in_tool_of.set(self)
-        try:
-            if inspect.iscoroutinefunction(fn):
-                value = await fn(*args, **kwargs)
-            else:
-                value = await anyio.to_thread.run_sync(
-                    functools.partial(fn, *args, **kwargs), abandon_on_cancel=True
-                )
-                if inspect.isawaitable(value):
-                    value = await value
-        except anyio.get_cancelled_exc_class():
-            raise
-        except Exception as exc:
-            return {"ok": False, "error": {"type": type(exc).__name__, "message": str(exc)}}
-        finally:
-            _in_tool_of.reset(token)
-        try:
-            return {"ok": True, "value": to_json(value)}
-        except TypeError as exc:
-            return {
-                "ok": False,
-                "error": {"type": "TypeError", "message": f"tool {name}() returned a value {exc}"},
-            }
 
     def _to_result(self, message: dict[str, JSON], duration: float) -> ExecutionResult:
         submitted = message.get("submitted")

@@ -1,0 +1,211 @@
+"""MockInterpreter: the guest runtime's Session, run on a thread of the host process."""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import Any, Self
+
+import anyio
+import anyio.from_thread
+import anyio.lowlevel
+
+from rlm_core.bridge.guest import CellTimeout, Session
+from rlm_core.errors import (
+    ConfigError,
+    InterpreterClosedError,
+    InterpreterNotStartedError,
+    SessionLostError,
+)
+from rlm_core.interpreter import (
+    DEFAULT_MAX_OUTPUT_CHARS,
+    GUEST_BUILTINS,
+    JSON,
+    Capabilities,
+    CodeError,
+    ExecutionResult,
+    HostTool,
+    OutputField,
+    VariableValue,
+    check_variables,
+)
+from rlm_core.tools import call_host_tool, current_tool_owner, describe_tools
+
+
+class MockInterpreter:
+    """Executes cells in-process: real Python, no isolation, no start-up cost.
+
+    Guest code shares the host's memory, files, environment and network. A timed-out cell is
+    interrupted by raising an exception in its thread, which stops pure-Python loops; a cell
+    blocked in C code cannot be stopped, so the session is then reported lost.
+
+    Args:
+        interrupt_grace_s: Seconds a timed-out cell gets to stop before the session is lost.
+    """
+
+    def __init__(self, *, interrupt_grace_s: float = 2.0) -> None:
+        self.interrupt_grace_s = interrupt_grace_s
+        self._session: Session | None = None
+        self._tools: dict[str, HostTool] = {}
+        self._variable_names: set[str] = set()
+        self._closed = False
+        self._lost: str | None = None
+        self._lock = anyio.Lock()
+
+    @classmethod
+    def from_url(cls, target: str, **options: str) -> MockInterpreter:
+        """``mock://`` takes no target; ``interrupt_grace_s`` may be given as an option."""
+        if target:
+            raise ConfigError(f"the mock interpreter takes no target, got {target!r}")
+        return cls(**{k: float(v) for k, v in options.items()})
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """No isolation at all: the guest is this process."""
+        return Capabilities(
+            isolation="none",
+            network=True,
+            writable_filesystem=True,
+            survives_timeout=True,
+            max_variable_bytes=None,
+            python_version=".".join(map(str, __import__("sys").version_info[:2])),
+            host_env_visible=True,
+            host_files_visible=True,
+        )
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def start(self) -> None:
+        """Create the namespace; cheap and idempotent."""
+        if self._closed:
+            raise InterpreterClosedError("this interpreter was closed; create a new one")
+        if self._session is None:
+            self._session = Session(call_tool=None, streams="thread")
+
+    async def aclose(self) -> None:
+        """Drop the namespace; idempotent."""
+        self._closed = True
+        self._session = None
+
+    def _usable(self) -> Session:
+        if self._closed:
+            raise InterpreterClosedError("this interpreter was closed; create a new one")
+        if self._lost is not None:
+            raise SessionLostError(f"the session was lost earlier: {self._lost}")
+        if self._session is None:
+            raise InterpreterNotStartedError("call start() (or use `async with`) first")
+        return self._session
+
+    async def register(
+        self,
+        tools: Mapping[str, HostTool] | None = None,
+        outputs: Sequence[OutputField] | None = None,
+    ) -> None:
+        """Define the tools and SUBMIT in the namespace."""
+        tools = dict(tools or {})
+        specs = describe_tools(tools, reserved=GUEST_BUILTINS)
+        clash = self._variable_names & tools.keys()
+        if clash:
+            raise ConfigError(f"tool names {sorted(clash)} are already bound as variables")
+        session = self._usable()
+        output_specs = None if outputs is None else [{"name": o.name} for o in outputs]
+        session.register([s.to_json() for s in specs], output_specs)
+        self._tools = tools
+
+    async def set_variables(self, values: Mapping[str, VariableValue]) -> None:
+        """Bind copies of the values, as a sandbox would receive them."""
+        check_variables(values, reserved=GUEST_BUILTINS | self._tools.keys())
+        session = self._usable()
+        for name, value in values.items():
+            if not isinstance(value, str | bytes):
+                value = json.loads(json.dumps(value, allow_nan=False))
+            session.namespace[name] = value
+        self._variable_names |= values.keys()
+
+    async def execute(
+        self,
+        code: str,
+        *,
+        timeout: float | None = None,
+        max_output_chars: int = DEFAULT_MAX_OUTPUT_CHARS,
+    ) -> ExecutionResult:
+        """Run the cell on a fresh thread, serving tool calls on the event loop."""
+        if not isinstance(code, str):
+            raise TypeError(f"code must be a str, not {type(code).__name__}")
+        if current_tool_owner() is self:
+            raise RuntimeError(
+                "execute() was called from inside one of this interpreter's own tools; "
+                "that would deadlock. Use another interpreter."
+            )
+        async with self._lock:
+            session = self._usable()
+            token = anyio.lowlevel.current_token()
+            done = anyio.Event()
+            box: dict[str, Any] = {}
+
+            def call_tool(name: str, args: list[JSON], kwargs: dict[str, JSON]) -> dict[str, JSON]:
+                return anyio.from_thread.run(
+                    call_host_tool, self, self._tools, name, args, kwargs, token=token
+                )
+
+            def work() -> None:
+                box["thread"] = threading.get_ident()
+                try:
+                    box["result"] = session.execute(code, max_output_chars)
+                finally:
+                    try:
+                        anyio.from_thread.run_sync(done.set, token=token)
+                    except RuntimeError:  # the event loop is gone; nobody is waiting
+                        pass
+
+            session._call_tool = call_tool
+            started = time.perf_counter()
+            thread = threading.Thread(target=work, name="rlm-mock-cell", daemon=True)
+            thread.start()
+            with anyio.move_on_after(timeout):
+                await done.wait()
+            if not done.is_set():
+                session.timeout_requested = True
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                    ctypes.c_ulong(box["thread"]), ctypes.py_object(CellTimeout)
+                )
+                with anyio.move_on_after(self.interrupt_grace_s):
+                    await done.wait()
+                if not done.is_set():
+                    self._lost = (
+                        f"the cell ran past its {timeout:g} s timeout and could not be "
+                        "interrupted (it is blocked outside Python code)"
+                    )
+                    self._session = None
+                    raise SessionLostError(self._lost)
+            return _to_result(box["result"], time.perf_counter() - started)
+
+
+def _to_result(raw: dict[str, Any], duration: float) -> ExecutionResult:
+    error = raw["error"]
+    return ExecutionResult(
+        stdout=raw["stdout"],
+        stderr=raw["stderr"],
+        value=raw["value"],
+        error=None if error is None else CodeError(**error),
+        submitted=raw["submitted"],
+        stdout_chars=raw["stdout_chars"],
+        stderr_chars=raw["stderr_chars"],
+        truncated=raw["truncated"],
+        timed_out=raw["timed_out"],
+        duration_s=duration,
+    )
