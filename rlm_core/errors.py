@@ -15,7 +15,9 @@ sandbox session is gone::
     │       ├── SessionLostError          the sandbox died, was killed, or stopped answering
     │       └── BridgeProtocolError       the guest sent something the host will not accept
     └── RunError                          an RLM run gave up (raised by the loop)
-        └── BudgetExceededError           a call, token, cost or time budget ran out
+        ├── BudgetExceededError           a call, token, cost or time budget ran out
+        ├── LMError                       the model call failed after its retries
+        └── OutputValidationError         the outputs could not be validated, even by extract
 
 Backends wrap SDK exceptions with ``raise SessionLostError(...) from exc`` so the cause stays
 reachable through ``__cause__``. Values that cannot cross into a sandbox (a set, an open file)
@@ -32,6 +34,8 @@ __all__ = [
     "InterpreterError",
     "InterpreterNotStartedError",
     "InterpreterUnavailableError",
+    "LMError",
+    "OutputValidationError",
     "RLMError",
     "RunError",
     "SessionError",
@@ -84,3 +88,11 @@ class RunError(RLMError):
 
 class BudgetExceededError(RunError):
     """A budget shared by the whole recursion tree (calls, tokens, cost, wall time) ran out."""
+
+
+class LMError(RunError):
+    """A language-model call failed after its retries (network, provider or response error)."""
+
+
+class OutputValidationError(RunError):
+    """The run ended without outputs that match the signature (the extract step failed too)."""

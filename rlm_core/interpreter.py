@@ -35,7 +35,7 @@ __all__ = [
     "truncate_output",
 ]
 
-JSON: TypeAlias = None | bool | int | float | str | list["JSON"] | dict[str, "JSON"]
+JSON: TypeAlias = bool | int | float | str | list["JSON"] | dict[str, "JSON"] | None
 """A value that crosses the host/guest boundary unchanged."""
 
 VariableValue: TypeAlias = JSON | bytes
@@ -222,7 +222,7 @@ class Interpreter(Protocol):
 
 def check_variable_name(name: str, *, reserved: frozenset[str] = GUEST_BUILTINS) -> None:
     """Raise ConfigError unless ``name`` can be a guest global that shadows nothing reserved."""
-    if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
+    if not name.isidentifier() or keyword.iskeyword(name):
         raise ConfigError(f"{name!r} is not a valid Python identifier; rename it.")
     if name in reserved:
         raise ConfigError(f"{name!r} is reserved in the sandbox; choose another name.")
@@ -253,7 +253,9 @@ def _check_json(value: object, path: str) -> None:
             continue
         if isinstance(item, float):
             if not math.isfinite(item):
-                raise TypeError(f"{where} is {item!r}; only finite floats can cross into the sandbox.")
+                raise TypeError(
+                    f"{where} is {item!r}; only finite floats can cross into the sandbox."
+                )
             continue
         if isinstance(item, list | tuple):
             stack.extend((child, f"{where}[{i}]") for i, child in enumerate(item))
@@ -272,4 +274,3 @@ def _check_json(value: object, path: str) -> None:
             "values (str, int, float, bool, None, list, dict) or bytes, e.g. convert a set with "
             "sorted(...) or a model with .model_dump(mode='json')."
         )
-

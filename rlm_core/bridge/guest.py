@@ -306,12 +306,10 @@ class Session(object):
             names = ["output"]
         else:
             names = [o["name"] for o in outputs]
-        params = [
-            inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in names
-        ]
+        params = [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in names]
         signature = inspect.Signature(params)
 
-        def SUBMIT(*args, **kwargs):  # noqa: N802 - the name the model is told to call
+        def SUBMIT(*args, **kwargs):  # the name the model is told to call
             bound = signature.bind(*args, **kwargs)
             values = dict(bound.arguments)
             for key, value in values.items():
@@ -429,7 +427,7 @@ class Session(object):
         return body, last
 
     def _run(self, code_obj):
-        result = eval(code_obj, self.namespace)  # noqa: S307 - running the cell is the job
+        result = eval(code_obj, self.namespace)  # running the cell is the job
         if code_obj.co_flags & inspect.CO_COROUTINE:
             result = _run_coroutine(result)
         return result
@@ -636,8 +634,12 @@ class StdioDriver(object):
             os.dup2(w, fd)
             os.close(w)
             self._drains.append((fd, _FdDrain(r, self._picker(pick))))
-        sys.stdout = io.TextIOWrapper(os.fdopen(1, "wb", closefd=False), "utf-8", line_buffering=True)
-        sys.stderr = io.TextIOWrapper(os.fdopen(2, "wb", closefd=False), "utf-8", line_buffering=True)
+        sys.stdout = io.TextIOWrapper(
+            os.fdopen(1, "wb", closefd=False), "utf-8", line_buffering=True
+        )
+        sys.stderr = io.TextIOWrapper(
+            os.fdopen(2, "wb", closefd=False), "utf-8", line_buffering=True
+        )
         self._inbox = []
         self._inbox_ready = threading.Condition()
         self._current_exec = None

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import tempfile
 from collections.abc import Mapping, Sequence
+from typing import IO
 
 import anyio
 from anyio.abc import Process
@@ -26,7 +27,7 @@ _STDERR_TAIL = 4000
 class ProcessChannel:
     """A :class:`~rlm_core.bridge.session.GuestChannel` backed by a child process."""
 
-    def __init__(self, process: Process, stderr_file: tempfile._TemporaryFileWrapper[bytes]):
+    def __init__(self, process: Process, stderr_file: IO[bytes]):
         self._process = process
         self._stderr = stderr_file
         self._closed = False
@@ -95,7 +96,7 @@ async def open_process_channel(
     Raises:
         InterpreterUnavailableError: The program does not exist or cannot be executed.
     """
-    stderr_file = tempfile.TemporaryFile(prefix="rlm-guest-stderr-")
+    stderr_file = tempfile.TemporaryFile(prefix="rlm-guest-stderr-")  # noqa: SIM115 - owned by the channel
     try:
         process = await anyio.open_process(
             list(argv),

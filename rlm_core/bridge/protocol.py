@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from rlm_core.bridge.guest import (
     DEFAULT_MAX_FRAME_BYTES,
@@ -25,6 +26,7 @@ from rlm_core.interpreter import JSON, CodeError
 __all__ = [
     "DEFAULT_MAX_FRAME_BYTES",
     "GUEST_MESSAGE_TYPES",
+    "HEADER",
     "PROTOCOL_VERSION",
     "Frame",
     "FrameReader",
@@ -37,6 +39,8 @@ __all__ = [
 
 GUEST_MESSAGE_TYPES = frozenset({"ready", "done", "call", "result"})
 """Every message type a guest may send; anything else ends the session."""
+
+T = TypeVar("T")
 
 _LOADER = (
     "import sys,struct;r=sys.stdin.buffer;n,m=struct.unpack('>IQ',r.read(12));r.read(n);"
@@ -119,18 +123,14 @@ class FrameReader:
         return Frame(message, b"")
 
 
-def require(message: dict[str, JSON], key: str, kind: type | tuple[type, ...]) -> JSON:
-    """Return ``message[key]`` if it has the expected type, else raise BridgeProtocolError."""
+def require(message: dict[str, JSON], key: str, kind: type[T]) -> T:
+    """Return ``message[key]`` if it is a ``kind`` (bools are not ints), else end the session."""
     value = message.get(key)
-    if not isinstance(value, kind) or (isinstance(value, bool) and bool not in _as_tuple(kind)):
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
         raise BridgeProtocolError(
             f"the guest's {message.get('t')!r} message has an invalid {key!r}: {value!r:.200}"
         )
     return value
-
-
-def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
-    return kind if isinstance(kind, tuple) else (kind,)
 
 
 def decode_code_error(raw: JSON) -> CodeError | None:
@@ -144,8 +144,8 @@ def decode_code_error(raw: JSON) -> CodeError | None:
     if lineno is not None and (not isinstance(lineno, int) or isinstance(lineno, bool)):
         raise BridgeProtocolError("the guest's error has an invalid 'lineno'")
     return CodeError(
-        type=str(require(raw, "type", str)),
-        message=str(require(raw, "message", str)),
-        traceback=str(require(raw, "traceback", str)),
+        type=require(raw, "type", str),
+        message=require(raw, "message", str),
+        traceback=require(raw, "traceback", str),
         lineno=lineno,
     )

@@ -9,12 +9,13 @@ variables, timeouts, interrupts and validation of everything the guest sends liv
 from __future__ import annotations
 
 import abc
+import contextlib
 import itertools
 import json
 import time
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import Protocol, Self, runtime_checkable
+from typing import NoReturn, Protocol, Self, runtime_checkable
 
 import anyio
 
@@ -148,9 +149,7 @@ class ChannelInterpreter(abc.ABC):
             with anyio.move_on_after(self.start_timeout_s):
                 ready = await self._read()
             if ready is None:
-                await self._lose(
-                    f"the guest did not start within {self.start_timeout_s:g} s", None
-                )
+                await self._lose(f"the guest did not start within {self.start_timeout_s:g} s", None)
             assert ready is not None
             if ready.get("t") != "ready" or ready.get("protocol") != PROTOCOL_VERSION:
                 await self._fail_protocol(
@@ -170,11 +169,9 @@ class ChannelInterpreter(abc.ABC):
             return
         with anyio.CancelScope(shield=True):
             if self._lost is None:
-                with anyio.move_on_after(1.0):
-                    try:
-                        await channel.send(encode_frame({"t": "shutdown"}))
-                    except Exception:  # the guest may already be gone; closing anyway
-                        pass
+                with anyio.move_on_after(1.0), contextlib.suppress(Exception):
+                    # The guest may already be gone; we close the channel anyway.
+                    await channel.send(encode_frame({"t": "shutdown"}))
             await channel.aclose()
 
     # ---- contract ----------------------------------------------------------------------
@@ -339,13 +336,17 @@ class ChannelInterpreter(abc.ABC):
             await self._lose(f"the guest did not answer within {budget:g} s", None)
         assert reply is not None
         if reply.get("t") != "done" or reply.get("id") != message_id:
-            await self._fail_protocol(f"expected 'done' for request {message_id}, got {reply!r:.200}")
+            await self._fail_protocol(
+                f"expected 'done' for request {message_id}, got {reply!r:.200}"
+            )
         error = reply.get("error")
         if error is not None:
             if not isinstance(error, dict):
                 await self._fail_protocol("the guest's 'done' has an invalid 'error'")
             assert isinstance(error, dict)
-            raise ConfigError(f"the guest refused the request: {error.get('type')}: {error.get('message')}")
+            raise ConfigError(
+                f"the guest refused the request: {error.get('type')}: {error.get('message')}"
+            )
 
     async def _until_result(self, exec_id: int) -> dict[str, JSON]:
         while True:
@@ -363,7 +364,6 @@ class ChannelInterpreter(abc.ABC):
         name = require(message, "name", str)
         args = require(message, "args", list)
         kwargs = require(message, "kwargs", dict)
-        assert isinstance(name, str) and isinstance(args, list) and isinstance(kwargs, dict)
         reply = await call_host_tool(self, self._tools, name, args, kwargs)
         reply_frame = encode_frame({"t": "reply", "id": call_id, **reply})
         await self._send(reply_frame)
@@ -376,19 +376,19 @@ class ChannelInterpreter(abc.ABC):
         if value is not None and not isinstance(value, str):
             raise BridgeProtocolError("the guest's result has an invalid 'value'")
         return ExecutionResult(
-            stdout=str(require(message, "stdout", str)),
-            stderr=str(require(message, "stderr", str)),
+            stdout=require(message, "stdout", str),
+            stderr=require(message, "stderr", str),
             value=value,
             error=decode_code_error(message.get("error")),
             submitted=submitted,
-            stdout_chars=int(require(message, "stdout_chars", int)),  # type: ignore[arg-type]
-            stderr_chars=int(require(message, "stderr_chars", int)),  # type: ignore[arg-type]
-            truncated=bool(require(message, "truncated", bool)),
-            timed_out=bool(require(message, "timed_out", bool)),
+            stdout_chars=require(message, "stdout_chars", int),
+            stderr_chars=require(message, "stderr_chars", int),
+            truncated=require(message, "truncated", bool),
+            timed_out=require(message, "timed_out", bool),
             duration_s=duration,
         )
 
-    async def _lose(self, reason: str, cause: BaseException | None) -> None:
+    async def _lose(self, reason: str, cause: BaseException | None) -> NoReturn:
         channel = self._channel
         details = ""
         if channel is not None:
@@ -398,7 +398,7 @@ class ChannelInterpreter(abc.ABC):
         self._lost = reason + (f" ({details})" if details else "")
         raise SessionLostError(self._lost) from cause
 
-    async def _fail_protocol(self, reason: str) -> None:
+    async def _fail_protocol(self, reason: str) -> NoReturn:
         channel = self._channel
         if channel is not None:
             with anyio.CancelScope(shield=True):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import threading
@@ -55,13 +56,6 @@ class MockInterpreter:
         self._closed = False
         self._lost: str | None = None
         self._lock = anyio.Lock()
-
-    @classmethod
-    def from_url(cls, target: str, **options: str) -> MockInterpreter:
-        """``mock://`` takes no target; ``interrupt_grace_s`` may be given as an option."""
-        if target:
-            raise ConfigError(f"the mock interpreter takes no target, got {target!r}")
-        return cls(**{k: float(v) for k, v in options.items()})
 
     @property
     def capabilities(self) -> Capabilities:
@@ -167,10 +161,8 @@ class MockInterpreter:
                 try:
                     box["result"] = session.execute(code, max_output_chars)
                 finally:
-                    try:
+                    with contextlib.suppress(RuntimeError):  # the loop is gone; nobody waits
                         anyio.from_thread.run_sync(done.set, token=token)
-                    except RuntimeError:  # the event loop is gone; nobody is waiting
-                        pass
 
             session._call_tool = call_tool
             started = time.perf_counter()

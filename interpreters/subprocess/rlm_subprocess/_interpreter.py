@@ -6,6 +6,7 @@ import os
 import shutil
 import sys
 import tempfile
+from typing import Any
 
 from rlm_core.bridge.process import open_process_channel
 from rlm_core.bridge.protocol import loader_argv
@@ -45,9 +46,9 @@ class SubprocessInterpreter(ChannelInterpreter):
             self.interrupt_grace_s = interrupt_grace_s
 
     @classmethod
-    def from_url(cls, target: str, **options: str) -> SubprocessInterpreter:
+    def from_url(cls, target: str, **options: Any) -> SubprocessInterpreter:
         """``subprocess:///usr/bin/python3.12`` picks the guest interpreter."""
-        return cls(python=target or None, **options)  # type: ignore[arg-type]
+        return cls(python=target, **options)
 
     @property
     def capabilities(self) -> Capabilities:
@@ -65,8 +66,8 @@ class SubprocessInterpreter(ChannelInterpreter):
 
     async def open_channel(self) -> GuestChannel:
         """Start the guest as a child process."""
-        python = shutil.which(self.python) or self.python
-        if not os.path.exists(python):
+        python = shutil.which(self.python)
+        if python is None:
             raise InterpreterUnavailableError(
                 f"Python interpreter {self.python!r} was not found; pass python='/path/to/python3' "
                 "(any CPython 3.8 or newer)."

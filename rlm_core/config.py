@@ -1,0 +1,160 @@
+"""Settings: explicit arguments, then ``RLM_*`` environment variables, then project files.
+
+The project file is the nearest ``rlm.toml``, or ``[tool.rlm]`` in the nearest
+``pyproject.toml``, searched from the working directory upwards. Per-backend options live in
+``[interpreters.<name>]`` (``[tool.rlm.interpreters.<name>]``) or ``RLM_<NAME>_<OPTION>``
+variables. Values are validated with pydantic; a bad one names where it came from and what
+is allowed. ``docs/configuration.md`` shows every setting.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field
+
+from rlm_core.errors import ConfigError
+from rlm_core.registry import KNOWN_BACKENDS, available
+
+__all__ = ["ENV_PREFIX", "Settings", "find_project_file", "load_settings"]
+
+ENV_PREFIX = "RLM_"
+
+
+class Settings(BaseModel):
+    """Every setting, with its default. Build it with :func:`load_settings`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    interpreter: str = Field("deno", description="Backend name or spec, e.g. 'docker://IMAGE'.")
+    model: str | None = Field(None, description="litellm model string for the root model.")
+    sub_model: str | None = Field(None, description="Model for llm_query; defaults to model.")
+    api_base: str | None = Field(None, description="Base URL of an OpenAI-compatible server.")
+    max_iterations: int = Field(20, gt=0, description="REPL steps before the extract fallback.")
+    max_llm_calls: int = Field(50, ge=0, description="Sub-LLM calls for the whole run tree.")
+    max_output_chars: int = Field(10_000, gt=0, description="Characters of output per step.")
+    cell_timeout_s: float | None = Field(120.0, gt=0, description="Timeout of one cell.")
+    max_depth: int = Field(1, ge=0, description="How deep rlm_query may recurse.")
+    max_tokens: int | None = Field(None, gt=0, description="Token budget for the run tree.")
+    max_cost_usd: float | None = Field(None, gt=0, description="USD budget for the run tree.")
+    max_time_s: float | None = Field(None, gt=0, description="Wall-time budget for the run.")
+    interpreters: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="Per-backend options, keyed by backend name."
+    )
+
+    def backend_options(self, name: str) -> dict[str, Any]:
+        """The configured options for backend ``name`` (empty if none)."""
+        return dict(self.interpreters.get(name, {}))
+
+
+def find_project_file(start: Path | None = None) -> tuple[Path, dict[str, Any]] | None:
+    """The nearest ``rlm.toml`` or ``pyproject.toml`` with ``[tool.rlm]``, and its table."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        rlm_toml = folder / "rlm.toml"
+        if rlm_toml.is_file():
+            return rlm_toml, _read_toml(rlm_toml)
+        pyproject = folder / "pyproject.toml"
+        if pyproject.is_file():
+            table = _read_toml(pyproject).get("tool", {}).get("rlm")
+            if isinstance(table, dict):
+                return pyproject, table
+    return None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from exc
+
+
+def _from_environ(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    fields = set(Settings.model_fields) - {"interpreters"}
+    backends = set(KNOWN_BACKENDS) | set(available())
+    for key, raw in environ.items():
+        if not key.startswith(ENV_PREFIX):
+            continue
+        name = key[len(ENV_PREFIX) :].lower()
+        if name in fields:
+            values[name] = raw
+            sources[name] = f"environment variable {key}"
+            continue
+        backend = next((b for b in sorted(backends) if name.startswith(b + "_")), None)
+        if backend is not None:
+            option = name[len(backend) + 1 :]
+            values.setdefault("interpreters", {}).setdefault(backend, {})[option] = raw
+            sources[f"interpreters.{backend}"] = f"environment variable {key}"
+    return values, sources
+
+
+def load_settings(
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    start_dir: Path | None = None,
+) -> Settings:
+    """Merge the three sources (arguments win, then environment, then the project file).
+
+    ``None`` values in ``overrides`` mean "not given". Per-backend option tables are merged
+    key by key across sources.
+
+    Raises:
+        ConfigError: A value is invalid or a key unknown; the message names its source.
+    """
+    merged: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    layers: list[tuple[dict[str, Any], dict[str, str]]] = []
+    project = find_project_file(start_dir)
+    if project is not None:
+        path, table = project
+        where = f"{path} ([tool.rlm])" if path.name == "pyproject.toml" else str(path)
+        layers.append((dict(table), dict.fromkeys(table, where)))
+    env_values, env_sources = _from_environ(os.environ if environ is None else environ)
+    layers.append((env_values, env_sources))
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    layers.append((given, dict.fromkeys(given, "the arguments")))
+    for values, origin in layers:
+        for key, value in values.items():
+            if key == "interpreters" and isinstance(value, dict):
+                table = merged.setdefault("interpreters", {})
+                for backend, opts in value.items():
+                    if not isinstance(opts, dict):
+                        raise ConfigError(
+                            f"interpreters.{backend} in {origin.get(key, 'settings')} must be a "
+                            "table of options"
+                        )
+                    table.setdefault(backend, {}).update(opts)
+                    sources[f"interpreters.{backend}"] = origin.get(
+                        f"interpreters.{backend}", origin.get(key, "settings")
+                    )
+            else:
+                merged[key] = value
+                sources[key] = origin.get(key, "settings")
+    try:
+        return Settings.model_validate(merged)
+    except pydantic.ValidationError as exc:
+        raise ConfigError(_explain(exc, sources)) from None
+
+
+def _explain(exc: pydantic.ValidationError, sources: Mapping[str, str]) -> str:
+    lines = []
+    for error in exc.errors():
+        loc = [str(part) for part in error["loc"]]
+        key = loc[0] if loc else "?"
+        where = sources.get(key) or sources.get(".".join(loc[:2]), "settings")
+        if error["type"] == "extra_forbidden":
+            allowed = ", ".join(sorted(Settings.model_fields))
+            lines.append(f"unknown setting {key!r} in {where}; known settings: {allowed}")
+            continue
+        got = error.get("input")
+        lines.append(f"setting {'.'.join(loc)!r} in {where} is {got!r}: {error['msg']}")
+    return "; ".join(lines)
