@@ -31,6 +31,7 @@ class ProcessChannel:
         self._process = process
         self._stderr = stderr_file
         self._closed = False
+        self._final_diagnostics: str | None = None
 
     @property
     def pid(self) -> int:
@@ -66,9 +67,17 @@ class ProcessChannel:
             for stream in (self._process.stdin, self._process.stdout):
                 if stream is not None:
                     await stream.aclose()
+        # Keep what diagnostics() would say, then release the stderr file (else it leaks).
+        self._final_diagnostics = self._read_diagnostics()
+        self._stderr.close()
 
     def diagnostics(self) -> str:
         """Exit status and the tail of stderr."""
+        if self._final_diagnostics is not None:
+            return self._final_diagnostics
+        return self._read_diagnostics()
+
+    def _read_diagnostics(self) -> str:
         code = self._process.returncode
         parts = []
         if code is not None:

@@ -267,21 +267,31 @@ class ChannelInterpreter(abc.ABC):
                     }
                 )
             )
-            message: dict[str, JSON] | None = None
-            with anyio.move_on_after(timeout):
+            try:
+                message = await self._run_cell(exec_id, timeout)
+                return self._to_result(message, time.perf_counter() - started)
+            except BridgeProtocolError as exc:
+                if self._lost is None:  # raised by validation: end the session first
+                    await self._fail_protocol(str(exc))
+                raise
+
+    async def _run_cell(self, exec_id: int, timeout: float | None) -> dict[str, JSON]:
+        """Serve the cell until its result; on timeout interrupt it, then kill if need be."""
+        message: dict[str, JSON] | None = None
+        with anyio.move_on_after(timeout):
+            message = await self._until_result(exec_id)
+        if message is None:
+            await self._send(encode_frame({"t": "interrupt", "id": exec_id}))
+            with anyio.move_on_after(self.interrupt_grace_s):
                 message = await self._until_result(exec_id)
             if message is None:
-                await self._send(encode_frame({"t": "interrupt", "id": exec_id}))
-                with anyio.move_on_after(self.interrupt_grace_s):
-                    message = await self._until_result(exec_id)
-                if message is None:
-                    await self._lose(
-                        f"the cell ran past its {timeout:g} s timeout and did not stop when "
-                        "interrupted, so the sandbox was stopped; its variables are gone",
-                        None,
-                    )
-                assert message is not None
-            return self._to_result(message, time.perf_counter() - started)
+                await self._lose(
+                    f"the cell ran past its {timeout:g} s timeout and did not stop when "
+                    "interrupted, so the sandbox was stopped; its variables are gone",
+                    None,
+                )
+            assert message is not None
+        return message
 
     # ---- internals ---------------------------------------------------------------------
 
