@@ -1,0 +1,104 @@
+"""Command line: run every measurement for one backend and print a table, then JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+from typing import Any
+
+import anyio
+
+from benchmarks import harness
+from rlm_core.registry import parse_spec
+
+MB = 1_000_000
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--backend", required=True, help="interpreter name or spec, e.g. deno")
+    parser.add_argument("--json", action="store_true", help="end with one JSON object line")
+    parser.add_argument("--repeats", type=int, default=5, help="samples per figure")
+    parser.add_argument(
+        "--sizes",
+        default="1,10,100,1000",
+        help="variable sizes to bind, in MB (1000 only where the backend allows it)",
+    )
+    parser.add_argument("--quick", action="store_true", help="fewer samples, smaller sizes")
+    return parser.parse_args(argv)
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Measure the backend named in ``args``; returns the JSON report."""
+    factory = harness.factory_for(args.backend, {})
+    repeats = 2 if args.quick else args.repeats
+    report: dict[str, Any] = {"backend": parse_spec(args.backend)[0], "details": {}}
+    details: dict[str, Any] = report["details"]
+
+    def put(key: str, stat: harness.Stat) -> None:
+        report[key] = round(stat.median, 6)
+        details[key] = stat.to_json()
+
+    caps = factory().capabilities
+    put("cold_start_s", await harness.cold_start(factory, repeats))
+    interp = factory()
+    await interp.start()
+    try:
+        put("execute_ms", await harness.execute_round_trip(interp, 50 if args.quick else 200))
+        put(
+            "tool_call_ms",
+            await harness.tool_callback(interp, 200 if args.quick else 1000, repeats),
+        )
+    finally:
+        await interp.aclose()
+    limit = caps.max_variable_bytes
+    for size_mb in (int(s) for s in args.sizes.split(",") if s):
+        if args.quick and size_mb > 10:
+            continue
+        if limit is not None and size_mb * MB > limit:
+            details[f"bind_{_label(size_mb)}_s"] = f"skipped: max_variable_bytes is {limit:,}"
+            continue
+        bind_repeats = repeats if size_mb <= 100 else 1
+        put(f"bind_{_label(size_mb)}_s", await harness.bind(factory, size_mb * MB, bind_repeats))
+    put("timeout_return_s", await harness.timeout_return(factory, 1 if args.quick else 3))
+    report["peak_rss_mb"] = harness.peak_rss_mb()
+    report["machine"] = {"python": platform.python_version(), "cpus": os.cpu_count()}
+    return report
+
+
+def _label(size_mb: int) -> str:
+    return f"{size_mb // 1000}gb" if size_mb >= 1000 else f"{size_mb}mb"
+
+
+def _table(report: dict[str, Any]) -> str:
+    rows = [
+        f"backend: {report['backend']}",
+        f"{'figure':<20}{'median':>12}{'min':>12}{'max':>12}{'n':>4}",
+    ]
+    for key, stat in report["details"].items():
+        if isinstance(stat, dict):
+            rows.append(
+                f"{key:<20}{stat['median']:>12.4f}{stat['min']:>12.4f}{stat['max']:>12.4f}{stat['n']:>4}"
+            )
+        else:
+            rows.append(f"{key:<20}  {stat}")
+    rows.append(f"peak RSS (MB): {report['peak_rss_mb']}")
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmarks; prints a table and, with --json, a final JSON line."""
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    args = _parse(argv)
+    report = anyio.run(run, args)
+    print(_table(report))
+    if args.json:
+        print(json.dumps(report, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

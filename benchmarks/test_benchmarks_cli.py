@@ -1,0 +1,19 @@
+"""The benchmark command produces the report its users parse (values are not asserted)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from benchmarks.__main__ import main
+
+
+def test_json_report_has_the_documented_keys(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--backend", "mock", "--json", "--quick", "--sizes", "1"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    report = json.loads(last)
+    assert report["backend"] == "mock"
+    for key in ("cold_start_s", "execute_ms", "tool_call_ms", "bind_1mb_s", "timeout_return_s"):
+        assert isinstance(report[key], float), key
+        assert report["details"][key]["n"] >= 1
