@@ -7,6 +7,7 @@ and its stderr goes to a temporary file whose tail explains a crash.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -64,9 +65,18 @@ class ProcessChannel:
                     self._process.kill()
             with anyio.move_on_after(5):
                 await self._process.wait()
+            # Grandchildren in another session (bwrap --new-session) may hold stdout a moment
+            # longer; drain it so the pipe closes instead of leaking.
+            with anyio.move_on_after(2):
+                while await self.receive():
+                    pass
+            transport = getattr(getattr(self._process, "_process", None), "_transport", None)
+            if transport is not None:  # asyncio keeps the pipes' transport until told
+                transport.close()
             for stream in (self._process.stdin, self._process.stdout):
                 if stream is not None:
-                    await stream.aclose()
+                    with contextlib.suppress(Exception):  # a dead pipe may refuse to close
+                        await stream.aclose()
         # Keep what diagnostics() would say, then release the stderr file (else it leaks).
         self._final_diagnostics = self._read_diagnostics()
         self._stderr.close()
