@@ -42,7 +42,7 @@ class ScriptedChannel:
 
     async def receive(self) -> bytes:
         while not self._pending:
-            if self.closed or not self.replies and not self._pending and self._eof:
+            if self.closed or (not self.replies and not self._pending and self._eof):
                 return b""
             self._event = anyio.Event()
             await self._event.wait()
@@ -176,4 +176,9 @@ async def test_call_to_unknown_tool_gets_a_name_error_reply() -> None:
     reply = channel.sent[-1]
     json_len, _ = HEADER.unpack_from(reply)
     body = json.loads(reply[HEADER.size : HEADER.size + json_len])
-    assert body == {"t": "reply", "id": 7, "ok": False, "error": {"type": "NameError", "message": "no host tool 'nope'"}}
+    assert body == {
+        "t": "reply",
+        "id": 7,
+        "ok": False,
+        "error": {"type": "NameError", "message": "no host tool 'nope'"},
+    }
