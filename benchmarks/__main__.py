@@ -11,7 +11,7 @@ from typing import Any
 
 import anyio
 
-from benchmarks import harness
+from benchmarks import harness, loop
 from rlm_core.registry import parse_spec
 
 MB = 1_000_000
@@ -28,6 +28,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         help="variable sizes to bind, in MB (1000 only where the backend allows it)",
     )
     parser.add_argument("--quick", action="store_true", help="fewer samples, smaller sizes")
+    parser.add_argument(
+        "--no-loop",
+        action="store_true",
+        help="skip the RLM loop figures (rlm_overhead_s, batched_32_s)",
+    )
     return parser.parse_args(argv)
 
 
@@ -64,6 +69,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         bind_repeats = repeats if size_mb <= 100 else 1
         put(f"bind_{_label(size_mb)}_s", await harness.bind(factory, size_mb * MB, bind_repeats))
     put("timeout_return_s", await harness.timeout_return(factory, 1 if args.quick else 3))
+    if not args.no_loop:
+        # The loop has its own event loop handling; run it off this one.
+        put(
+            "rlm_overhead_s",
+            await anyio.to_thread.run_sync(loop.rlm_overhead, args.backend, repeats),
+        )
+        put("batched_32_s", await anyio.to_thread.run_sync(loop.batched_32, args.backend, repeats))
     report["peak_rss_mb"] = harness.peak_rss_mb()
     report["machine"] = {"python": platform.python_version(), "cpus": os.cpu_count()}
     return report

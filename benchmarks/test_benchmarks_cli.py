@@ -10,10 +10,17 @@ from benchmarks.__main__ import main
 
 
 def test_json_report_has_the_documented_keys(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["--backend", "mock", "--json", "--quick", "--sizes", "1"]) == 0
+    assert main(["--backend", "mock", "--json", "--quick", "--sizes", "1", "--no-loop"]) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
     report = json.loads(last)
     assert report["backend"] == "mock"
     for key in ("cold_start_s", "execute_ms", "tool_call_ms", "bind_1mb_s", "timeout_return_s"):
         assert isinstance(report[key], float), key
         assert report["details"][key]["n"] >= 1
+
+
+def test_loop_overhead_figure_runs_a_real_scripted_rlm() -> None:
+    from benchmarks.loop import rlm_overhead
+
+    stat = rlm_overhead("mock", 1)
+    assert stat.n == 1

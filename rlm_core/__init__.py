@@ -1,8 +1,8 @@
 """Recursive Language Models with pluggable sandboxes.
 
 The interpreter contract (:class:`Interpreter` and its value types), the error tree, backend
-discovery (:func:`create`), settings (:func:`load_settings`) and the blocking facade. The RLM
-loop itself is :class:`rlm_core.rlm.RLM`.
+discovery (:func:`create`), settings (:func:`load_settings`), the blocking facade, and the
+loop itself: :class:`RLM`, with its signatures and models.
 """
 
 from rlm_core.config import Settings, load_settings
@@ -14,6 +14,8 @@ from rlm_core.errors import (
     InterpreterError,
     InterpreterNotStartedError,
     InterpreterUnavailableError,
+    LMError,
+    OutputValidationError,
     RLMError,
     RunError,
     SessionError,
@@ -25,14 +27,20 @@ from rlm_core.interpreter import (
     CodeError,
     ExecutionResult,
     Interpreter,
-    OutputField,
+    SubmitField,
     truncate_output,
 )
+from rlm_core.lm import LM, LiteLLM
 from rlm_core.registry import available, create
+from rlm_core.result import RLMResult
+from rlm_core.rlm import RLM
+from rlm_core.signature import InputField, OutputField, Signature
 from rlm_core.sync import BlockingInterpreter
 
 __all__ = [
     "JSON",
+    "LM",
+    "RLM",
     "BlockingInterpreter",
     "BridgeProtocolError",
     "BudgetExceededError",
@@ -40,17 +48,24 @@ __all__ = [
     "CodeError",
     "ConfigError",
     "ExecutionResult",
+    "InputField",
     "Interpreter",
     "InterpreterClosedError",
     "InterpreterError",
     "InterpreterNotStartedError",
     "InterpreterUnavailableError",
+    "LMError",
+    "LiteLLM",
     "OutputField",
+    "OutputValidationError",
     "RLMError",
+    "RLMResult",
     "RunError",
     "SessionError",
     "SessionLostError",
     "Settings",
+    "Signature",
+    "SubmitField",
     "available",
     "create",
     "load_settings",

@@ -40,6 +40,7 @@ class Settings(BaseModel):
     max_output_chars: int = Field(10_000, gt=0, description="Characters of output per step.")
     cell_timeout_s: float | None = Field(120.0, gt=0, description="Timeout of one cell.")
     max_depth: int = Field(1, ge=0, description="How deep rlm_query may recurse.")
+    batch_concurrency: int = Field(16, gt=0, description="Parallel llm_query_batched calls.")
     max_tokens: int | None = Field(None, gt=0, description="Token budget for the run tree.")
     max_cost_usd: float | None = Field(None, gt=0, description="USD budget for the run tree.")
     max_time_s: float | None = Field(None, gt=0, description="Wall-time budget for the run.")

@@ -83,7 +83,12 @@ class BridgeProtocolError(SessionError):
 
 
 class RunError(RLMError):
-    """An RLM run could not produce its outputs."""
+    """An RLM run could not produce its outputs.
+
+    ``trajectory`` holds the steps taken before the run gave up (JSON dicts), when known.
+    """
+
+    trajectory: list[dict[str, object]] | None = None
 
 
 class BudgetExceededError(RunError):

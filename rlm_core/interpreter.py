@@ -28,7 +28,7 @@ __all__ = [
     "HostTool",
     "Interpreter",
     "Isolation",
-    "OutputField",
+    "SubmitField",
     "VariableValue",
     "check_variable_name",
     "check_variables",
@@ -83,7 +83,7 @@ class Capabilities:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class OutputField:
+class SubmitField:
     """One parameter of the guest's ``SUBMIT``; the host validates the value's type later."""
 
     name: str
@@ -169,7 +169,7 @@ class Interpreter(Protocol):
     async def register(
         self,
         tools: Mapping[str, HostTool] | None = None,
-        outputs: Sequence[OutputField] | None = None,
+        outputs: Sequence[SubmitField] | None = None,
     ) -> None:
         """Expose host functions to guest code and give ``SUBMIT`` its parameters.
 

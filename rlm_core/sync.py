@@ -20,7 +20,7 @@ from rlm_core.interpreter import (
     ExecutionResult,
     HostTool,
     Interpreter,
-    OutputField,
+    SubmitField,
     VariableValue,
 )
 from rlm_core.registry import InterpreterSpec, create
@@ -70,7 +70,7 @@ class BlockingInterpreter:
     def register(
         self,
         tools: Mapping[str, HostTool] | None = None,
-        outputs: Sequence[OutputField] | None = None,
+        outputs: Sequence[SubmitField] | None = None,
     ) -> None:
         """See :meth:`rlm_core.interpreter.Interpreter.register`."""
         self._run_portal().call(self._interpreter.register, tools, outputs)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import threading
 
-from rlm_core.interpreter import OutputField
+from rlm_core.interpreter import SubmitField
 from rlm_core.sync import BlockingInterpreter
 
 
 def test_blocking_session_end_to_end() -> None:
     with BlockingInterpreter("subprocess") as repl:
-        repl.register({"shout": str.upper}, [OutputField(name="answer")])
+        repl.register({"shout": str.upper}, [SubmitField(name="answer")])
         repl.set_variables({"ctx": "hello"})
         assert repl.execute("shout(ctx)").value == "'HELLO'"
         assert repl.execute("SUBMIT(len(ctx))").submitted == {"answer": 5}

@@ -1,4 +1,4 @@
-"""Capability markers: ``@requires(...)`` states what a test needs from ``interpreter.capabilities``.
+"""Capability markers: ``@requires(...)`` says what a test needs from the capabilities.
 
 One autouse fixture (in :mod:`rlm_conformance._base`) reads the marker and skips with a reason
 naming the capability, so no test body repeats an ``if ...: pytest.skip`` line.
@@ -63,7 +63,8 @@ def requires(
         level = given[key]
         if level is not None and level not in ISOLATION_ORDER:
             raise ValueError(f"{key}={level!r}: choose one of {', '.join(ISOLATION_ORDER)}")
-    return getattr(pytest.mark, MARKER)(**{k: v for k, v in given.items() if v is not None})
+    decorator: pytest.MarkDecorator = getattr(pytest.mark, MARKER)
+    return decorator(**{k: v for k, v in given.items() if v is not None})
 
 
 def unmet_requirements(wanted: dict[str, object], caps: Capabilities) -> list[str]:

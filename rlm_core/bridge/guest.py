@@ -194,12 +194,29 @@ def _safe_str(value):
 def _json_check(value, what):
     try:
         json.dumps(value, allow_nan=False)
+        _check_keys(value)
     except (TypeError, ValueError, RecursionError) as exc:
         raise TypeError(
             "{} is not JSON ({}); use str, int, float, bool, None, list or dict.".format(
                 what, _safe_str(exc)
             )
         ) from None
+
+
+def _check_keys(value):
+    # json.dumps turns {1: x} into {"1": x} silently; the host rejects such keys, so do we.
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            for key, child in item.items():
+                if not isinstance(key, str):
+                    raise TypeError(
+                        "dict key {!r} is a {}, JSON keys are str".format(key, type(key).__name__)
+                    )
+                stack.append(child)
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
 
 
 class Session(object):
@@ -435,6 +452,9 @@ class Session(object):
     def _redirect(self, stdout, stderr):
         self.extra_capture = (stdout, stderr)
         if self._streams == "thread":
+            # Re-check every cell: the host may have replaced sys.stdout since the session was
+            # made (pytest does between fixture setup and the test; so does redirect_stdout).
+            self._install_thread_streams()
             self._local.stdout = stdout
             self._local.stderr = stderr
             return None

@@ -43,7 +43,7 @@ from rlm_core.interpreter import (
     Capabilities,
     ExecutionResult,
     HostTool,
-    OutputField,
+    SubmitField,
     VariableValue,
     check_variables,
 )
@@ -179,7 +179,7 @@ class ChannelInterpreter(abc.ABC):
     async def register(
         self,
         tools: Mapping[str, HostTool] | None = None,
-        outputs: Sequence[OutputField] | None = None,
+        outputs: Sequence[SubmitField] | None = None,
     ) -> None:
         """Expose host tools to the guest and give SUBMIT its parameters."""
         tools = dict(tools or {})

@@ -11,6 +11,8 @@ Every request is recorded, so tests can assert the exact sequence. Needs ``uvico
 from __future__ import annotations
 
 import asyncio
+import atexit
+import base64
 import contextlib
 import json
 import os
@@ -24,7 +26,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Literal, Self, TypedDict
 
 from connectrpc.code import Code
 from connectrpc.errors import ConnectError
@@ -34,7 +36,15 @@ from protobuf import Oneof
 
 from rlm_core.interpreter import Capabilities
 
-__all__ = ["STANDIN_CAPABILITIES", "RecordedCall", "StandInE2B"]
+__all__ = [
+    "DEBUG_SANDBOX_ID",
+    "ENVD_VERSION",
+    "STANDIN_CAPABILITIES",
+    "DebugSettings",
+    "RecordedCall",
+    "StandInE2B",
+    "StandInSettings",
+]
 
 STANDIN_CAPABILITIES = Capabilities(
     isolation="process",
@@ -47,12 +57,30 @@ STANDIN_CAPABILITIES = Capabilities(
 )
 """What a sandbox of the stand-in really enforces: a local process with a clean environment."""
 
+DEBUG_SANDBOX_ID = "debug_sandbox_id"
+"""The id the SDK gives every sandbox in debug mode, where it makes no control-plane call."""
+
 ENVD_VERSION = "0.6.4"
 """The envd version the stand-in reports; new enough for every feature the adapter uses."""
 
 _Scope = MutableMapping[str, Any]
 _Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 _Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+
+class StandInSettings(TypedDict):
+    """What :meth:`StandInE2B.settings` returns: keyword arguments for E2BInterpreter."""
+
+    api_key: str
+    api_url: str
+    sandbox_url: str
+
+
+class DebugSettings(TypedDict):
+    """What :meth:`StandInE2B.debug_settings` returns: keyword arguments for E2BInterpreter."""
+
+    debug: bool
+    sandbox_url: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,15 +101,18 @@ class _Sandbox:
     template: str
     envs: dict[str, str]
     metadata: dict[str, str]
-    access_token: str
+    access_token: str | None
     home: str
     processes: dict[int, asyncio.subprocess.Process] = field(default_factory=dict)
     gone: bool = False
 
 
 class _Envd(process_connect.Process):
-    """envd's Process service, over local subprocesses (subclassed so unused RPCs answer
-    UNIMPLEMENTED, as the SDK's generated base class does)."""
+    """envd's Process service over local subprocesses.
+
+    It subclasses the SDK's generated service so RPCs it does not implement answer
+    UNIMPLEMENTED, as a real envd without them would.
+    """
 
     def __init__(self, standin: StandInE2B) -> None:
         self._standin = standin
@@ -90,11 +121,16 @@ class _Envd(process_connect.Process):
         headers = ctx.request_headers
         sandbox_id = headers.get("e2b-sandbox-id")
         self._standin._record(method, sandbox_id, fields)
+        if sandbox_id == DEBUG_SANDBOX_ID and sandbox_id not in self._standin._sandboxes:
+            self._standin._add_sandbox(sandbox_id, template="", envs={}, metadata={}, token=None)
         sandbox = self._standin._sandboxes.get(sandbox_id or "")
         if sandbox is None or sandbox.gone:
             # The words the E2B proxy uses, which the SDK maps to SandboxNotRunningException.
             raise ConnectError(Code.UNAVAILABLE, f"The sandbox {sandbox_id} was not found")
-        if headers.get("x-access-token") != sandbox.access_token:
+        if (
+            sandbox.access_token is not None
+            and headers.get("x-access-token") != sandbox.access_token
+        ):
             raise ConnectError(Code.UNAUTHENTICATED, "invalid access token")
         return sandbox
 
@@ -121,7 +157,7 @@ class _Envd(process_connect.Process):
             envs=sorted(config.envs),
             cwd=config.cwd if config.has_field("cwd") else None,
             stdin=request.stdin,
-            user=ctx.request_headers.get("authorization"),
+            user=_basic_user(ctx.request_headers.get("authorization")),
         )
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -147,7 +183,8 @@ class _Envd(process_connect.Process):
             raise ConnectError(Code.INTERNAL, f"error starting process: {exc}") from exc
         sandbox.processes[process.pid] = process
         try:
-            yield _event(start=process_pb.ProcessEvent.StartEvent(pid=process.pid))
+            start = process_pb.ProcessEvent.StartEvent(pid=process.pid)
+            yield _response(Oneof[Literal["start"], _PE.StartEvent]("start", start))
             queue: asyncio.Queue[tuple[str, bytes] | None] = asyncio.Queue(maxsize=16)
 
             async def pump(name: str, stream: asyncio.StreamReader | None) -> None:
@@ -168,7 +205,13 @@ class _Envd(process_connect.Process):
                         open_streams -= 1
                         continue
                     name, chunk = item
-                    yield _event(data=process_pb.ProcessEvent.DataEvent(output=Oneof(name, chunk)))
+                    output = (
+                        Oneof[Literal["stdout"], bytes]("stdout", chunk)
+                        if name == "stdout"
+                        else Oneof[Literal["stderr"], bytes]("stderr", chunk)
+                    )
+                    data = _PE.DataEvent(output=output)
+                    yield _response(Oneof[Literal["data"], _PE.DataEvent]("data", data))
                 code = await process.wait()
             finally:
                 for task in pumps:
@@ -180,11 +223,8 @@ class _Envd(process_connect.Process):
                     "completed",
                 )
             status = f"exit status {code}" if code >= 0 else f"signal: {signal.Signals(-code).name}"
-            yield _event(
-                end=process_pb.ProcessEvent.EndEvent(
-                    exit_code=code if code >= 0 else -1, exited=code >= 0, status=status
-                )
-            )
+            end = _PE.EndEvent(exit_code=code if code >= 0 else -1, exited=code >= 0, status=status)
+            yield _response(Oneof[Literal["end"], _PE.EndEvent]("end", end))
         finally:
             sandbox.processes.pop(process.pid, None)
             if process.returncode is None:
@@ -239,9 +279,15 @@ class _Envd(process_connect.Process):
         return process_pb.SendSignalResponse()
 
 
-def _event(**kind: Any) -> process_pb.StartResponse:
-    ((name, value),) = kind.items()
-    return process_pb.StartResponse(event=process_pb.ProcessEvent(event=Oneof(name, value)))
+_PE = process_pb.ProcessEvent
+
+
+def _response(
+    event: Oneof[Literal["start"], _PE.StartEvent]
+    | Oneof[Literal["data"], _PE.DataEvent]
+    | Oneof[Literal["end"], _PE.EndEvent],
+) -> process_pb.StartResponse:
+    return process_pb.StartResponse(event=_PE(event=event))
 
 
 def _pid(selector: process_pb.ProcessSelector | None) -> int | None:
@@ -249,6 +295,16 @@ def _pid(selector: process_pb.ProcessSelector | None) -> int | None:
         return None
     value = selector.selector.value
     return value if isinstance(value, int) else None
+
+
+def _basic_user(header: str | None) -> str | None:
+    # envd takes the sandbox user as HTTP Basic credentials with an empty password.
+    if not header or not header.startswith("Basic "):
+        return None
+    try:
+        return base64.b64decode(header[6:]).decode().partition(":")[0]
+    except ValueError:
+        return None
 
 
 def _kill_group(pid: int) -> None:
@@ -275,13 +331,29 @@ class StandInE2B:
         self._sandboxes: dict[str, _Sandbox] = {}
         self._create_failures: list[tuple[int, str]] = []
         self._lock = threading.Lock()
-        self._root = tempfile.mkdtemp(prefix="rlm-e2b-standin-")
+        self._root = ""
         self._envd_app = process_connect.ProcessASGIApplication(_Envd(self))
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._server: Any = None
         self._thread: threading.Thread | None = None
         self._live_peak = 0
         self.port = 0
+
+    _shared: StandInE2B | None = None
+    _shared_lock = threading.Lock()
+
+    @classmethod
+    def shared(cls) -> StandInE2B:
+        """The process-wide stand-in, started on first use and stopped when Python exits.
+
+        ``E2BInterpreter(standin=True)`` uses it, so many short sessions share one server.
+        """
+        with cls._shared_lock:
+            if cls._shared is None:
+                standin = cls()
+                standin.start()
+                atexit.register(standin.stop)
+                cls._shared = standin
+            return cls._shared
 
     # ---- lifecycle ---------------------------------------------------------------------
 
@@ -302,13 +374,19 @@ class StandInE2B:
         try:
             import uvicorn
         except ImportError as exc:  # pragma: no cover - depends on the environment
-            raise RuntimeError("the E2B stand-in needs uvicorn: pip install 'rlm-e2b[testing]'") from exc
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            raise RuntimeError(
+                "the E2B stand-in needs uvicorn: pip install 'rlm-e2b[testing]'"
+            ) from exc
+        # proto=IPPROTO_TCP so asyncio sets TCP_NODELAY on accepted connections; without it
+        # each response's body waits 40 ms behind its head for a delayed ACK.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", 0))
         self.port = sock.getsockname()[1]
+        self._root = tempfile.mkdtemp(prefix="rlm-e2b-standin-")
         config = uvicorn.Config(
             self._asgi,
+            interface="asgi3",
             lifespan="off",
             log_level="error",
             access_log=False,
@@ -320,7 +398,6 @@ class StandInE2B:
 
         def run() -> None:
             async def main() -> None:
-                self._loop = asyncio.get_running_loop()
                 ready.set()
                 await self._server.serve(sockets=[sock])
 
@@ -354,9 +431,21 @@ class StandInE2B:
         """The base URL of both the control plane and envd."""
         return f"http://127.0.0.1:{self.port}"
 
-    def settings(self) -> dict[str, str]:
+    def settings(self) -> StandInSettings:
         """Keyword arguments that point an ``E2BInterpreter`` (or the SDK) at this stand-in."""
-        return {"api_key": self.api_key or "e2b_standin", "api_url": self.url, "sandbox_url": self.url}
+        return {
+            "api_key": self.api_key or "e2b_standin",
+            "api_url": self.url,
+            "sandbox_url": self.url,
+        }
+
+    def debug_settings(self) -> DebugSettings:
+        """Settings for the SDK's debug mode: no control plane, envd at this stand-in.
+
+        Every debug-mode sandbox shares one id, so only one session at a time works this way;
+        :meth:`settings` gives each session its own sandbox and records its creation too.
+        """
+        return {"debug": True, "sandbox_url": self.url}
 
     def methods(self, *, sandbox_id: str | None = None, collapse: bool = True) -> list[str]:
         """The recorded method names in order; ``collapse`` merges immediate repeats."""
@@ -408,7 +497,7 @@ class StandInE2B:
             return
         path: str = scope["path"]
         if path.startswith(self._envd_app.path + "/"):
-            await self._envd_app(scope, receive, send)  # type: ignore[arg-type]
+            await self._envd_app(scope, receive, send)
             return
         method: str = scope["method"]
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
@@ -457,26 +546,36 @@ class StandInE2B:
         if self._create_failures:
             status, message = self._create_failures.pop(0)
             return status, {"code": status, "message": message}
-        sandbox_id = "sbx" + secrets.token_hex(6)
-        home = os.path.join(self._root, sandbox_id)
-        os.makedirs(home)
-        self._sandboxes[sandbox_id] = _Sandbox(
-            sandbox_id=sandbox_id,
+        sandbox = self._add_sandbox(
+            "sbx" + secrets.token_hex(6),
             template=template,
             envs={str(k): str(v) for k, v in (request.get("envVars") or {}).items()},
-            metadata=dict(request.get("metadata") or {}),
-            access_token=secrets.token_hex(16),
-            home=home,
+            metadata={str(k): str(v) for k, v in (request.get("metadata") or {}).items()},
+            token=secrets.token_hex(16),
         )
-        self._live_peak = max(self._live_peak, len(self.live_sandboxes))
-        sandbox = self._sandboxes[sandbox_id]
         return 201, {
             "templateID": template,
-            "sandboxID": sandbox_id,
+            "sandboxID": sandbox.sandbox_id,
             "clientID": "standin",
             "envdVersion": ENVD_VERSION,
             "envdAccessToken": sandbox.access_token,
         }
+
+    def _add_sandbox(
+        self,
+        sandbox_id: str,
+        *,
+        template: str,
+        envs: dict[str, str],
+        metadata: dict[str, str],
+        token: str | None,
+    ) -> _Sandbox:
+        home = os.path.join(self._root, sandbox_id)
+        os.makedirs(home, exist_ok=True)
+        sandbox = _Sandbox(sandbox_id, template, envs, metadata, token, home)
+        self._sandboxes[sandbox_id] = sandbox
+        self._live_peak = max(self._live_peak, len(self.live_sandboxes))
+        return sandbox
 
     def _kill(self, headers: Mapping[str, str], sandbox_id: str) -> tuple[int, Any]:
         self._record("DELETE /sandboxes", sandbox_id, {})

@@ -30,7 +30,7 @@ from rlm_core.interpreter import (
     CodeError,
     ExecutionResult,
     HostTool,
-    OutputField,
+    SubmitField,
     VariableValue,
     check_variables,
 )
@@ -107,7 +107,7 @@ class MockInterpreter:
     async def register(
         self,
         tools: Mapping[str, HostTool] | None = None,
-        outputs: Sequence[OutputField] | None = None,
+        outputs: Sequence[SubmitField] | None = None,
     ) -> None:
         """Define the tools and SUBMIT in the namespace."""
         tools = dict(tools or {})

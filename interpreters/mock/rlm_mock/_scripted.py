@@ -12,7 +12,7 @@ from rlm_core.interpreter import (
     Capabilities,
     ExecutionResult,
     HostTool,
-    OutputField,
+    SubmitField,
     VariableValue,
 )
 
@@ -56,7 +56,7 @@ class ScriptedInterpreter:
         self.executed: list[str] = []
         self.variables: dict[str, VariableValue] = {}
         self.tools: dict[str, HostTool] = {}
-        self.outputs: list[OutputField] | None = None
+        self.outputs: list[SubmitField] | None = None
         self.started = False
         self.closed = False
 
@@ -92,7 +92,7 @@ class ScriptedInterpreter:
     async def register(
         self,
         tools: Mapping[str, HostTool] | None = None,
-        outputs: Sequence[OutputField] | None = None,
+        outputs: Sequence[SubmitField] | None = None,
     ) -> None:
         """Record the tools and outputs."""
         self._check()

@@ -21,13 +21,12 @@ import signal
 import tempfile
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
 
 import grpclib.server
-from google.protobuf.message import Message
 from grpclib import GRPCError, Status
 from modal_proto import api_grpc, api_pb2, task_command_router_grpc
 from modal_proto import task_command_router_pb2 as sr_pb2
@@ -64,8 +63,8 @@ class RecordedCall:
     """One RPC the stand-in received: the method name and the decoded request."""
 
     method: str
-    request: Message | None
-    """The request message (None for a streaming call whose request never arrived)."""
+    request: Any
+    """The decoded protobuf request (None for an RPC the stand-in does not serve)."""
 
 
 @dataclass
@@ -98,7 +97,11 @@ def _unsigned_jwt(subject: str, lifetime_s: float = 3600.0) -> str:
         return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
     return ".".join(
-        [part({"alg": "none", "typ": "JWT"}), part({"sub": subject, "exp": int(time.time() + lifetime_s)}), ""]
+        [
+            part({"alg": "none", "typ": "JWT"}),
+            part({"sub": subject, "exp": int(time.time() + lifetime_s)}),
+            "",
+        ]
     )
 
 
@@ -111,7 +114,9 @@ def _with_fallbacks(cls: type[Any]) -> type[Any]:
     for name in list(getattr(cls, "__abstractmethods__", ())):
 
         def make(rpc: str) -> Handler:
-            async def unimplemented(self: _Servicer, stream: grpclib.server.Stream[Any, Any]) -> None:
+            async def unimplemented(
+                self: _Servicer, stream: grpclib.server.Stream[Any, Any]
+            ) -> None:
                 self.owner._record(rpc, None)
                 raise GRPCError(Status.UNIMPLEMENTED, f"the Modal stand-in does not serve {rpc}")
 
@@ -138,7 +143,7 @@ class _ControlPlane(_Servicer, api_grpc.ModalClientBase):
     """The few control-plane RPCs ``App.lookup`` and ``Sandbox.create/terminate`` make."""
 
     def _check_token(self, stream: grpclib.server.Stream[Any, Any]) -> None:
-        metadata = stream.metadata or {}
+        metadata: Mapping[str, Any] = stream.metadata or {}
         if not metadata.get("x-modal-token-id") or not metadata.get("x-modal-token-secret"):
             raise GRPCError(Status.UNAUTHENTICATED, "Token missing (the stand-in wants any token)")
 
@@ -164,12 +169,21 @@ class _ControlPlane(_Servicer, api_grpc.ModalClientBase):
         await self._request("ImageGetOrCreate", stream)
         # No build: the "image" is whatever python3 the host has on PATH.
         result = api_pb2.GenericResult(status=api_pb2.GenericResult.GENERIC_STATUS_SUCCESS)
-        await stream.send_message(api_pb2.ImageGetOrCreateResponse(image_id="im-standin", result=result))
+        if self.owner._image_failures:
+            result = api_pb2.GenericResult(
+                status=api_pb2.GenericResult.GENERIC_STATUS_FAILURE,
+                exception=self.owner._image_failures.pop(0),
+            )
+        await stream.send_message(
+            api_pb2.ImageGetOrCreateResponse(image_id="im-standin", result=result)
+        )
 
     async def AuthTokenGet(self, stream: grpclib.server.Stream[Any, Any]) -> None:
         self._check_token(stream)
         await self._request("AuthTokenGet", stream)
-        await stream.send_message(api_pb2.AuthTokenGetResponse(token=_unsigned_jwt("standin-client")))
+        await stream.send_message(
+            api_pb2.AuthTokenGetResponse(token=_unsigned_jwt("standin-client"))
+        )
 
     async def SandboxCreateV2(self, stream: grpclib.server.Stream[Any, Any]) -> None:
         self._check_token(stream)
@@ -196,7 +210,9 @@ class _ControlPlane(_Servicer, api_grpc.ModalClientBase):
 class _CommandRouter(_Servicer, task_command_router_grpc.TaskCommandRouterBase):
     """The per-task router: start a command, write its stdin, stream its stdout and stderr."""
 
-    def _exec_for(self, stream: grpclib.server.Stream[Any, Any], task_id: str, exec_id: str) -> _Exec:
+    def _exec_for(
+        self, stream: grpclib.server.Stream[Any, Any], task_id: str, exec_id: str
+    ) -> _Exec:
         sandbox = self._sandbox_for(stream, task_id)
         found = sandbox.execs.get(exec_id)
         if found is None:
@@ -204,7 +220,7 @@ class _CommandRouter(_Servicer, task_command_router_grpc.TaskCommandRouterBase):
         return found
 
     def _sandbox_for(self, stream: grpclib.server.Stream[Any, Any], task_id: str) -> _Sandbox:
-        metadata = stream.metadata or {}
+        metadata: Mapping[str, Any] = stream.metadata or {}
         if metadata.get("authorization") != f"Bearer {self.owner._router_jwt}":
             raise GRPCError(Status.UNAUTHENTICATED, "the router wants the JWT from SandboxCreateV2")
         for sandbox in self.owner._sandboxes.values():
@@ -228,7 +244,9 @@ class _CommandRouter(_Servicer, task_command_router_grpc.TaskCommandRouterBase):
                 start_new_session=True,
             )
         except OSError as exc:
-            raise GRPCError(Status.FAILED_PRECONDITION, f"cannot run {request.command_args[0]!r}: {exc}") from None
+            raise GRPCError(
+                Status.FAILED_PRECONDITION, f"cannot run {request.command_args[0]!r}: {exc}"
+            ) from None
         started = _Exec(process)
         sandbox.execs[request.exec_id] = started
         self.owner._spawn(self._pump(started, "stdout"))
@@ -272,7 +290,11 @@ class _CommandRouter(_Servicer, task_command_router_grpc.TaskCommandRouterBase):
     async def TaskExecStdioRead(self, stream: grpclib.server.Stream[Any, Any]) -> None:
         request = await self._request("TaskExecStdioRead", stream)
         running = self._exec_for(stream, request.task_id, request.exec_id)
-        name = "stdout" if request.file_descriptor == sr_pb2.TASK_EXEC_STDIO_FILE_DESCRIPTOR_STDOUT else "stderr"
+        name = (
+            "stdout"
+            if request.file_descriptor == sr_pb2.TASK_EXEC_STDIO_FILE_DESCRIPTOR_STDOUT
+            else "stderr"
+        )
         offset = request.offset
         while True:
             async with running.changed:
@@ -299,6 +321,27 @@ class _CommandRouter(_Servicer, task_command_router_grpc.TaskCommandRouterBase):
             await stream.send_message(sr_pb2.TaskExecWaitResponse(code=code))
 
 
+class _Server(grpclib.server.Server):
+    """A grpclib server that can drop its open connections, as a vanished host would."""
+
+    def __init__(self, handlers: list[Any]) -> None:
+        super().__init__(handlers)
+        self.protocols: list[Any] = []
+
+    def _protocol_factory(self) -> Any:
+        protocol = super()._protocol_factory()
+        self.protocols.append(protocol)
+        return protocol
+
+    def drop_connections(self) -> None:
+        # Without this the client's connections stay open to a loop that no longer runs, and
+        # the SDK notices only by keepalive, about 40 s later.
+        for protocol in self.protocols:
+            processor = getattr(protocol, "processor", None)
+            if processor is not None:
+                processor.close()
+
+
 class ModalStandin:
     """A Modal server on ``127.0.0.1`` for the real SDK, running in a background thread.
 
@@ -321,9 +364,10 @@ class ModalStandin:
         self._ids = itertools.count(1)
         self._router_jwt = _unsigned_jwt("standin-router")
         self._injected: dict[str, list[GRPCError]] = {}
+        self._image_failures: list[str] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self._server: grpclib.server.Server | None = None
+        self._server: _Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     # ---- lifecycle ---------------------------------------------------------------------
@@ -355,10 +399,13 @@ class ModalStandin:
         return self
 
     async def _serve(self) -> None:
-        self._server = grpclib.server.Server([_ControlPlane(self), _CommandRouter(self)])
+        # mypy cannot see that _with_fallbacks made the servicers concrete.
+        servicers: list[Any] = [_ControlPlane(self), _CommandRouter(self)]  # type: ignore[abstract]
+        self._server = _Server(servicers)
         await self._server.start("127.0.0.1", 0)
-        sockets = self._server._server.sockets if self._server._server else ()
-        port = sockets[0].getsockname()[1]
+        listening = self._server._server
+        assert isinstance(listening, asyncio.Server)
+        port = listening.sockets[0].getsockname()[1]
         self.url = f"http://127.0.0.1:{port}"
 
     def close(self) -> None:
@@ -376,6 +423,7 @@ class ModalStandin:
             await self._terminate(sandbox)
         if self._server is not None:
             self._server.close()
+            self._server.drop_connections()
             await self._server.wait_closed()
         for task in list(self._tasks):
             task.cancel()
@@ -426,17 +474,21 @@ class ModalStandin:
         """Make the next call of ``method`` fail with a gRPC ``status`` (quota, bad image, ...)."""
         self._injected.setdefault(method, []).append(GRPCError(status, message))
 
+    def fail_next_image_build(self, message: str) -> None:
+        """Make the next image "build" fail the way Modal reports a failed build."""
+        self._image_failures.append(message)
+
     def vanish(self, sandbox_id: str) -> None:
         """Terminate a sandbox behind the client's back, as a crash or a console kill would."""
         loop = self._loop
         assert loop is not None, "the stand-in is not running"
-        asyncio.run_coroutine_threadsafe(
-            self._terminate(self._sandboxes[sandbox_id]), loop
-        ).result(timeout=30)
+        asyncio.run_coroutine_threadsafe(self._terminate(self._sandboxes[sandbox_id]), loop).result(
+            timeout=30
+        )
 
     # ---- internals (run on the stand-in's loop) ----------------------------------------
 
-    def _record(self, method: str, request: Message | None) -> None:
+    def _record(self, method: str, request: Any) -> None:
         with self._calls_lock:
             self._calls.append(RecordedCall(method, request))
 
@@ -486,3 +538,21 @@ class ModalStandin:
         shutil.rmtree(sandbox.workdir, ignore_errors=True)
 
 
+def main() -> None:
+    """``python -m rlm_modal.testing``: serve until interrupted, for out-of-process use.
+
+    Prints the ``MODAL_SERVER_URL=...`` line to export (plus dummy tokens) and serves until
+    SIGINT or SIGTERM, so a CI script can run ``pytest --pyargs rlm_conformance
+    --rlm-interpreter modal`` against it.
+    """
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with ModalStandin() as standin:
+        print(f"MODAL_SERVER_URL={standin.url}", flush=True)  # noqa: T201 - the CLI's output
+        print("MODAL_TOKEN_ID=ak-standin\nMODAL_TOKEN_SECRET=as-standin", flush=True)  # noqa: T201
+        with contextlib.suppress(KeyboardInterrupt):
+            stop.wait()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+"""InterpreterConformance: every conformance group in one class for backends to subclass.
+
+Each group lives in its own module (``_lifecycle``, ``_execution``, ...) whose docstring says
+what to look at when that group fails; this class only aggregates them.
+"""
+
+from __future__ import annotations
+
+from rlm_conformance._blocking import BlockingTests
+from rlm_conformance._concurrency import ConcurrencyTests
+from rlm_conformance._errors import ErrorTests
+from rlm_conformance._execution import ExecutionTests
+from rlm_conformance._guard import OverrideGuard
+from rlm_conformance._isolation import IsolationTests
+from rlm_conformance._lifecycle import LifecycleTests
+from rlm_conformance._submit import SubmitTests
+from rlm_conformance._timeouts import TimeoutTests
+from rlm_conformance._tools import ToolTests
+from rlm_conformance._truncation import TruncationTests
+from rlm_conformance._variables import VariableTests
+
+__all__ = ["InterpreterConformance"]
+
+
+class InterpreterConformance(
+    LifecycleTests,
+    ExecutionTests,
+    ErrorTests,
+    VariableTests,
+    ToolTests,
+    SubmitTests,
+    TruncationTests,
+    TimeoutTests,
+    IsolationTests,
+    ConcurrencyTests,
+    BlockingTests,
+    OverrideGuard,
+):
+    """The conformance suite: subclass it and define the fixture ``make_interpreter``.
+
+    Example::
+
+        class TestMyConformance(InterpreterConformance):
+            @pytest.fixture
+            def make_interpreter(self) -> Callable[[], Interpreter]:
+                return lambda: MyInterpreter(option="value")
+
+    Every test gets a fresh, started session (fixture ``interpreter``) that is closed afterwards.
+    Tests marked with :func:`rlm_conformance.requires` skip, with a reason, when the backend's
+    ``capabilities`` rule them out. A backend whose ``start()`` raises
+    ``InterpreterUnavailableError`` skips every test with its message, unless ``--rlm-strict``,
+    ``RLM_CONFORMANCE_STRICT=1`` or ``RLM_REQUIRED_BACKENDS`` make that a failure.
+
+    Tuning (class attributes): ``cell_timeout``, ``timeout_probe_s``, ``hang_limit_s``,
+    ``large_variable_bytes``, ``huge_variable_bytes``, ``huge_output_chars``,
+    ``tool_loop_calls``, ``backend_name``. Never redefine a ``test_*`` method silently: the
+    override guard fails unless the replacement is ``@pytest.mark.xfail(reason=..., strict=True)``.
+    """
+
+
+InterpreterConformance.conformance_base = InterpreterConformance

@@ -1,0 +1,29 @@
+"""The E2B backend, on the real SDK against the local stand-in, passes the conformance suite.
+
+The stand-in runs sandbox commands as local processes, so the interpreters here declare the
+stand-in's true capabilities (``STANDIN_CAPABILITIES``) instead of a microVM's: the suite's
+isolation probes then check what really holds, and nothing is falsely claimed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from rlm_conformance import InterpreterConformance, InterpreterFactory
+from rlm_e2b import E2BInterpreter
+from rlm_e2b.testing import STANDIN_CAPABILITIES, StandInE2B
+
+
+@pytest.fixture(scope="module")
+def standin() -> Iterator[StandInE2B]:
+    with StandInE2B() as server:
+        yield server
+
+
+class TestE2BConformance(InterpreterConformance):
+    backend_name = "e2b"
+
+    @pytest.fixture
+    def make_interpreter(self, standin: StandInE2B) -> InterpreterFactory:
+        return lambda: E2BInterpreter(**standin.settings(), capabilities=STANDIN_CAPABILITIES)

@@ -1,0 +1,33 @@
+"""The Modal backend passes the shared conformance suite through the real SDK and the stand-in.
+
+The stand-in runs the guest as a local process, not in Modal's gVisor container, so the
+interpreter is told the stand-in's true capabilities: isolation probes that only a container
+passes are skipped by capability, never claimed falsely. Modal's own isolation is covered by
+the live tests (``pytest -m live`` with credentials).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from rlm_conformance import InterpreterConformance, InterpreterFactory
+from rlm_modal import ModalInterpreter
+from rlm_modal.testing import STANDIN_CAPABILITIES, ModalStandin
+
+
+@pytest.fixture(scope="module")
+def standin() -> Iterator[ModalStandin]:
+    with ModalStandin() as server:
+        yield server
+
+
+class TestModalConformance(InterpreterConformance):
+    @pytest.fixture
+    def make_interpreter(self, standin: ModalStandin) -> InterpreterFactory:
+        return lambda: ModalInterpreter(
+            server_url=standin.url,
+            token_id="ak-standin",
+            token_secret="as-standin",
+            capabilities=STANDIN_CAPABILITIES,
+        )

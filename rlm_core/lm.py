@@ -1,0 +1,214 @@
+"""Language models: the small async protocol the loop calls, and its litellm implementation.
+
+Any litellm model string works (``"openai/gpt-4o-mini"``, ``"anthropic/..."``, or a local
+OpenAI-compatible server with ``api_base=``). Each call reports its token usage and its cost in
+USD from litellm's price map. litellm is imported on first use, because importing it is slow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+from collections.abc import Sequence
+from typing import Any, Protocol, TypedDict, runtime_checkable
+
+import anyio
+
+from rlm_core.errors import ConfigError, LMError
+
+__all__ = ["LM", "Completion", "LiteLLM", "Message", "Usage", "resolve_lm"]
+
+
+class Message(TypedDict):
+    """One chat message."""
+
+    role: str
+    content: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Usage:
+    """Tokens and cost of one model call; ``cost_usd`` is None when the price is unknown."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float | None = None
+
+    @property
+    def total_tokens(self) -> int:
+        """Prompt plus completion tokens."""
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Completion:
+    """A model's reply and what it cost."""
+
+    text: str
+    usage: Usage = Usage()
+    model: str = ""
+
+
+@runtime_checkable
+class LM(Protocol):
+    """What the loop needs from a language model (a Protocol: any object with these fits)."""
+
+    @property
+    def model(self) -> str:
+        """The model's name, used in usage summaries."""
+        ...
+
+    async def complete(self, messages: Sequence[Message]) -> Completion:
+        """Answer a chat.
+
+        Raises:
+            LMError: The call failed after its retries.
+        """
+        ...
+
+
+class LiteLLM:
+    """A model reached through litellm.
+
+    Args:
+        model: Any litellm model string, e.g. ``"openai/gpt-4o-mini"``; for a local
+            OpenAI-compatible server use ``"openai/<name>"`` with ``api_base``.
+        api_base: Base URL of the server, such as ``"http://127.0.0.1:8000/v1"``.
+        api_key: The key; litellm reads the provider's usual variable when omitted. A local
+            server (``api_base`` set) with no key gets a placeholder, since most ignore it.
+        num_retries: Retries of a failed call (with litellm's backoff).
+        timeout: Seconds per request.
+        **params: Passed through to ``litellm.acompletion`` (``temperature``, ``max_tokens``...).
+    """
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        api_base: str | None = None,
+        api_key: str | None = None,
+        num_retries: int = 3,
+        timeout: float | None = 600.0,
+        **params: Any,
+    ) -> None:
+        if not _nonempty_str(model):
+            raise ConfigError("the model must be a litellm model string such as 'openai/gpt-4o'")
+        self._model = model
+        self.api_base = api_base
+        self.api_key = api_key
+        if api_base and api_key is None and not os.environ.get("OPENAI_API_KEY"):
+            self.api_key = "sk-local"
+        self.num_retries = num_retries
+        self.timeout = timeout
+        self.params = params
+
+    @property
+    def model(self) -> str:
+        """The litellm model string."""
+        return self._model
+
+    def __repr__(self) -> str:
+        base = f", api_base={self.api_base!r}" if self.api_base else ""
+        return f"LiteLLM({self._model!r}{base})"
+
+    def warm_up(self) -> None:
+        """Start importing litellm (seconds) on a background thread, e.g. while a sandbox boots."""
+        global _import_started
+        with _import_lock:
+            if _import_started or _litellm_module is not None:
+                return
+            _import_started = True
+        threading.Thread(target=import_litellm, name="rlm-import-litellm", daemon=True).start()
+
+    async def complete(self, messages: Sequence[Message]) -> Completion:
+        """Call the model once (plus retries)."""
+        # The first import takes seconds; do it on a worker thread so the event loop runs on.
+        litellm = _litellm_module or await anyio.to_thread.run_sync(import_litellm)
+        kwargs: dict[str, Any] = dict(self.params)
+        if self.api_base:
+            kwargs["api_base"] = self.api_base
+        if self.api_key:
+            kwargs["api_key"] = self.api_key
+        try:
+            response = await litellm.acompletion(
+                model=self._model,
+                messages=list(messages),
+                num_retries=self.num_retries,
+                timeout=self.timeout,
+                **kwargs,
+            )
+        except Exception as exc:  # litellm maps every provider failure to its own classes
+            raise LMError(f"{self._model}: {type(exc).__name__}: {exc}") from exc
+        try:
+            text = response.choices[0].message.content or ""
+        except (AttributeError, IndexError, TypeError) as exc:
+            raise LMError(f"{self._model}: the response has no message text") from exc
+        return Completion(text=str(text), usage=_usage(litellm, response), model=self._model)
+
+
+def _nonempty_str(value: object) -> bool:
+    return isinstance(value, str) and bool(value.strip())
+
+
+_litellm_module: Any = None  # set once the import has finished (sys.modules has it earlier)
+_import_lock = threading.Lock()
+_import_started = False
+
+
+def import_litellm() -> Any:
+    """Import litellm without letting it fetch its price map from the network."""
+    global _litellm_module
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    import litellm
+
+    _litellm_module = litellm
+    return litellm
+
+
+def _usage(litellm: Any, response: Any) -> Usage:
+    raw = getattr(response, "usage", None)
+    prompt = int(getattr(raw, "prompt_tokens", 0) or 0)
+    completion = int(getattr(raw, "completion_tokens", 0) or 0)
+    cost: float | None = None
+    hidden = getattr(response, "_hidden_params", None) or {}
+    known = hidden.get("response_cost") if isinstance(hidden, dict) else None
+    if isinstance(known, int | float):  # litellm priced it already while logging the call
+        cost = float(known)
+    else:
+        try:
+            cost = float(litellm.completion_cost(completion_response=response))
+        except Exception:  # models missing from the price map (local servers) have no price
+            cost = None
+    return Usage(prompt_tokens=prompt, completion_tokens=completion, cost_usd=cost)
+
+
+# DSPy's LM keeps its litellm arguments in ``kwargs``; these are the ones that mean the same
+# thing to litellm.acompletion.
+_DSPY_PASSTHROUGH = ("temperature", "max_tokens", "top_p", "stop", "api_base", "api_key")
+
+
+def resolve_lm(lm: object, *, api_base: str | None = None) -> LM:
+    """Turn what a user passed as a model into an :class:`LM`.
+
+    Accepts an :class:`LM`, a litellm model string, or a ``dspy.LM`` (its model string and
+    litellm arguments are reused, so its provider configuration carries over).
+
+    Raises:
+        ConfigError: The object is none of those.
+    """
+    if isinstance(lm, str):
+        return LiteLLM(lm, api_base=api_base)
+    if isinstance(lm, LM):
+        return lm
+    model = getattr(lm, "model", None)
+    kwargs = getattr(lm, "kwargs", None)
+    if type(lm).__module__.split(".")[0] == "dspy" and isinstance(model, str):
+        params = {k: v for k, v in (kwargs or {}).items() if k in _DSPY_PASSTHROUGH}
+        params.setdefault("api_base", api_base)
+        retries = getattr(lm, "num_retries", 3)
+        return LiteLLM(model, num_retries=int(retries), **params)
+    raise ConfigError(
+        f"cannot use a {type(lm).__name__} as a model; pass a litellm model string such as "
+        "'openai/gpt-4o-mini', a dspy.LM, or an object with `model` and `async complete()`"
+    )

@@ -1,0 +1,320 @@
+"""``RLM``: a Recursive Language Model you call like a function, on any interpreter backend.
+
+Example::
+
+    rlm = RLM("logs -> error_count: int, critical_errors: list[str]", lm="openai/gpt-4o-mini")
+    result = rlm(logs=open("server.log").read())
+    print(result.error_count, result.critical_errors, result.usage.cost_usd)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import functools
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import anyio
+
+from rlm_core.budget import Budget, Ledger
+from rlm_core.config import Settings, load_settings
+from rlm_core.errors import ConfigError
+from rlm_core.interpreter import GUEST_BUILTINS, HostTool, Interpreter, VariableValue
+from rlm_core.lm import LM, resolve_lm
+from rlm_core.loop import BUILTIN_TOOL_NAMES, Run, RunConfig
+from rlm_core.registry import InterpreterSpec, create, parse_spec
+from rlm_core.result import RESERVED_RESULT_NAMES, RLMResult
+from rlm_core.signature import Signature, SignatureSpec, ensure_signature
+from rlm_core.tools import describe_tools, to_json
+from rlm_core.trajectory import Event, EventLog
+
+__all__ = ["RESERVED_INPUT_NAMES", "RLM"]
+
+RESERVED_INPUT_NAMES = GUEST_BUILTINS | BUILTIN_TOOL_NAMES
+"""Names an input may not take: they are already defined in the REPL."""
+
+NO_MODEL_HINT = (
+    "no model is configured. Pass lm='provider/model' (any litellm model string, e.g. "
+    "'openai/gpt-4o-mini'), set RLM_MODEL, or add `model = ...` to rlm.toml or [tool.rlm] in "
+    "pyproject.toml. For a local OpenAI-compatible server use model 'openai/<name>' with "
+    "api_base='http://127.0.0.1:8000/v1' (RLM_API_BASE)."
+)
+
+
+class RLM:
+    """A Recursive Language Model: inputs live in a sandboxed REPL the model explores with code.
+
+    Settings not given here come from ``RLM_*`` environment variables, then ``rlm.toml`` or
+    ``[tool.rlm]`` in ``pyproject.toml`` (see :func:`rlm_core.config.load_settings`).
+
+    Args:
+        signature: ``"context, query -> answer: int"`` or a :class:`~rlm_core.signature.Signature`
+            subclass.
+        lm: The root model: a litellm model string, an :class:`~rlm_core.lm.LM`, or a
+            ``dspy.LM``. Defaults to the ``model`` setting.
+        sub_lm: The model behind ``llm_query`` and ``rlm_query`` (often a cheaper one).
+            Defaults to the ``sub_model`` setting, then to ``lm``.
+        interpreter: A backend name or spec (``"deno"``, ``"docker://IMAGE?memory=1g"``), a
+            class, a zero-argument factory, or an instance. A given instance is used as is and
+            left open; lost sessions are replaced with ``type(instance)()``.
+        tools: Host functions (sync or async) the model's code may call: a list (named by
+            ``__name__``) or a name-to-function mapping.
+        max_iterations: Steps before the extract fallback.
+        max_llm_calls: Model calls code may make in the whole run tree.
+        max_output_chars: Characters of each step's output shown to the model.
+        cell_timeout_s: Timeout of one cell, in seconds.
+        max_depth: How many levels of ``rlm_query`` children may be started (0: none).
+        max_tokens: Token budget of the run tree.
+        max_cost_usd: USD budget of the run tree.
+        max_time_s: Wall-time budget of a call.
+        batch_concurrency: How many ``llm_query_batched`` prompts run at once.
+        instructions: Replace the signature's instructions (the task description).
+        api_base: Base URL for model strings (a local OpenAI-compatible server).
+        verbose: Print each step live with rich.
+        log: Append every event of each run as a JSON line to this path or stream.
+        on_event: Called with every event (a JSON-ready dict) as it happens.
+        types: Extra names usable in a string signature's annotations.
+    """
+
+    def __init__(
+        self,
+        signature: str | type[Signature] | SignatureSpec,
+        *,
+        lm: str | LM | object | None = None,
+        sub_lm: str | LM | object | None = None,
+        interpreter: InterpreterSpec | None = None,
+        tools: Sequence[HostTool] | Mapping[str, HostTool] | None = None,
+        max_iterations: int | None = None,
+        max_llm_calls: int | None = None,
+        max_output_chars: int | None = None,
+        cell_timeout_s: float | None = None,
+        max_depth: int | None = None,
+        max_tokens: int | None = None,
+        max_cost_usd: float | None = None,
+        max_time_s: float | None = None,
+        batch_concurrency: int | None = None,
+        instructions: str | None = None,
+        api_base: str | None = None,
+        verbose: bool = False,
+        log: str | Path | IO[str] | None = None,
+        on_event: Callable[[Event], None] | None = None,
+        types: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.signature = ensure_signature(signature, instructions=instructions, types=types)
+        self.settings: Settings = load_settings(
+            {
+                "interpreter": interpreter if isinstance(interpreter, str) else None,
+                "model": lm if isinstance(lm, str) else None,
+                "sub_model": sub_lm if isinstance(sub_lm, str) else None,
+                "api_base": api_base,
+                "max_iterations": max_iterations,
+                "max_llm_calls": max_llm_calls,
+                "max_output_chars": max_output_chars,
+                "cell_timeout_s": cell_timeout_s,
+                "max_depth": max_depth,
+                "max_tokens": max_tokens,
+                "max_cost_usd": max_cost_usd,
+                "max_time_s": max_time_s,
+                "batch_concurrency": batch_concurrency,
+            }
+        )
+        self._lm_arg = lm
+        self._sub_lm_arg = sub_lm
+        self._interpreter = interpreter if interpreter is not None else self.settings.interpreter
+        self.tools: dict[str, HostTool] = _normalize_tools(tools)
+        self.batch_concurrency = self.settings.batch_concurrency
+        self.verbose = verbose
+        self._log = log
+        self._on_event = on_event
+        self._instance_lock = threading.Lock()
+        self._check_names()
+
+    # ---- validation ---------------------------------------------------------------------
+
+    def _check_names(self) -> None:
+        describe_tools(self.tools, reserved=RESERVED_INPUT_NAMES)
+        for f in self.signature.inputs:
+            if f.name in RESERVED_INPUT_NAMES or f.name.startswith("__"):
+                raise ConfigError(
+                    f"input {f.name!r} would shadow the REPL's built-in {f.name!r}; rename it"
+                )
+            if f.name in self.tools:
+                raise ConfigError(f"input {f.name!r} has the same name as a tool; rename one")
+        for f in self.signature.outputs:
+            if f.name in RESERVED_RESULT_NAMES:
+                raise ConfigError(
+                    f"output {f.name!r} collides with the result attribute {f.name!r}; rename it"
+                )
+
+    def _check_inputs(self, inputs: Mapping[str, Any]) -> dict[str, VariableValue]:
+        names = self.signature.input_names
+        missing = [n for n in names if n not in inputs]
+        unexpected = sorted(set(inputs) - set(names))
+        problems = []
+        if missing:
+            problems.append(f"missing required inputs: {missing}")
+        if unexpected:
+            problems.append(f"unexpected inputs not declared in the signature: {unexpected}")
+        if problems:
+            raise ConfigError("; ".join(problems) + f" (the signature takes {names})")
+        bound: dict[str, VariableValue] = {}
+        for name in names:
+            value = inputs[name]
+            try:
+                bound[name] = value if isinstance(value, bytes | str) else to_json(value)
+            except TypeError as exc:
+                raise ConfigError(
+                    f"input {name!r} cannot enter the sandbox: {exc}; pass JSON values, "
+                    "strings, bytes, dataclasses or pydantic models"
+                ) from None
+        return bound
+
+    # ---- models and interpreters --------------------------------------------------------
+
+    def _models(self) -> tuple[LM, LM]:
+        api_base = self.settings.api_base
+        lm_arg = self._lm_arg if self._lm_arg is not None else self.settings.model
+        if lm_arg is None:
+            raise ConfigError(NO_MODEL_HINT)
+        lm = resolve_lm(lm_arg, api_base=api_base)
+        sub_arg = self._sub_lm_arg if self._sub_lm_arg is not None else self.settings.sub_model
+        sub_lm = lm if sub_arg is None else resolve_lm(sub_arg, api_base=api_base)
+        return lm, sub_lm
+
+    def _interpreter_factory(self) -> Callable[[], tuple[Interpreter, bool]]:
+        spec = self._interpreter
+        first_use = [True]
+
+        def make() -> tuple[Interpreter, bool]:
+            if isinstance(spec, str):
+                name = parse_spec(spec)[0]
+                return create(spec, defaults=self.settings.backend_options(name)), True
+            if isinstance(spec, type):
+                return create(spec), True
+            if isinstance(spec, Interpreter):
+                if first_use[0]:
+                    first_use[0] = False
+                    return spec, False
+                return create(type(spec)), True
+            if callable(spec):
+                return create(spec), True
+            raise ConfigError(f"cannot make an interpreter from a {type(spec).__name__}")
+
+        return make
+
+    # ---- calling ------------------------------------------------------------------------
+
+    async def acall(self, **inputs: Any) -> RLMResult:
+        """Run on ``inputs`` without blocking the event loop.
+
+        Raises:
+            ConfigError: Inputs are missing or unexpected, or no model is configured (raised
+                before any sandbox starts).
+            BudgetExceededError: The token, USD or time budget ran out.
+            OutputValidationError: No valid outputs, even from the extract fallback.
+            LMError: The root model failed after its retries.
+            InterpreterUnavailableError: The backend cannot start here.
+        """
+        bound = self._check_inputs(inputs)
+        lm, sub_lm = self._models()
+        s = self.settings
+        ledger = Ledger(
+            Budget(
+                max_llm_calls=s.max_llm_calls,
+                max_tokens=s.max_tokens,
+                max_cost_usd=s.max_cost_usd,
+                max_time_s=s.max_time_s,
+            )
+        )
+        emit, close_sinks = self._event_sinks()
+        shared_instance = isinstance(self._interpreter, Interpreter) and not isinstance(
+            self._interpreter, type
+        )
+        if shared_instance and not self._instance_lock.acquire(blocking=False):
+            raise ConfigError(
+                "this RLM was given an interpreter instance, which one call can use at a time; "
+                "pass a backend name, class or factory to run calls concurrently"
+            )
+        try:
+            config = RunConfig(
+                lm=lm,
+                sub_lm=sub_lm,
+                new_interpreter=self._interpreter_factory(),
+                user_tools=self.tools,
+                max_iterations=s.max_iterations,
+                max_output_chars=s.max_output_chars,
+                cell_timeout_s=s.cell_timeout_s,
+                max_depth=s.max_depth,
+                batch_concurrency=self.batch_concurrency,
+                emit=emit,
+            )
+            return await Run(self.signature, config, ledger).run(bound)
+        finally:
+            if shared_instance:
+                self._instance_lock.release()
+            close_sinks()
+
+    def __call__(self, **inputs: Any) -> RLMResult:
+        """Run on ``inputs`` and wait; works with or without a running event loop."""
+        job = functools.partial(self.acall, **inputs)
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return anyio.run(job)
+        # Called from async code: run on a private loop in a worker thread, since this
+        # thread's loop cannot be re-entered.
+        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="rlm-call") as pool:
+            return pool.submit(anyio.run, job).result()
+
+    def _event_sinks(self) -> tuple[Callable[[Event], None], Callable[[], None]]:
+        sinks: list[Callable[[Event], None]] = []
+        log = EventLog(self._log) if self._log is not None else None
+        if log is not None:
+            sinks.append(log)
+        if self.verbose:
+            from rlm_core.display import VerbosePrinter
+
+            sinks.append(VerbosePrinter())
+        if self._on_event is not None:
+            sinks.append(self._on_event)
+
+        def emit(event: Event) -> None:
+            for sink in sinks:
+                sink(event)
+
+        def close() -> None:
+            if log is not None:
+                log.close()
+
+        return emit, close
+
+    def __repr__(self) -> str:
+        sig = (
+            ", ".join(self.signature.input_names) + " -> " + ", ".join(self.signature.output_names)
+        )
+        return f"RLM({sig!r}, interpreter={self._interpreter!r})"
+
+
+def _normalize_tools(tools: object) -> dict[str, HostTool]:
+    if tools is None:
+        return {}
+    if isinstance(tools, Mapping):
+        return dict(tools)
+    if isinstance(tools, str | bytes) or not isinstance(tools, Sequence):
+        raise ConfigError("tools must be a list of functions or a name-to-function mapping")
+    named: dict[str, HostTool] = {}
+    for fn in tools:
+        if not callable(fn):
+            raise ConfigError(f"tool {fn!r} must be callable")
+        name = getattr(fn, "__name__", None)
+        if not isinstance(name, str) or name == "<lambda>":
+            raise ConfigError(
+                f"tool {fn!r} has no usable name; pass tools as a mapping {{'name': fn}}"
+            )
+        if name in named:
+            raise ConfigError(f"duplicate tool name {name!r}")
+        named[name] = fn
+    return named

@@ -1,0 +1,224 @@
+"""Test doubles for programs built on RLM: a scripted model and a local OpenAI-compatible server.
+
+``ScriptedLM`` replays replies you write, so a test drives the loop step by step with no
+network. ``OpenAIStubServer`` answers OpenAI chat-completion requests on 127.0.0.1, so the
+real litellm path can be exercised offline.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any, Self
+
+import anyio
+
+from rlm_core.lm import Completion, Message, Usage
+
+__all__ = ["OpenAIStubServer", "ScriptedLM"]
+
+_DEFAULT_USAGE = Usage(prompt_tokens=100, completion_tokens=20, cost_usd=0.0)
+
+Reply = str | BaseException | Callable[[list[Message]], str]
+
+
+class ScriptedLM:
+    r"""A model that answers with scripted replies, in order, and records every request.
+
+    Each item is a reply string, an exception to raise, or a function from the messages to a
+    reply. Alternatively pass one function that answers every request. Safe to call from many
+    tasks and threads at once.
+
+    Args:
+        replies: The replies in order, or a function answering every call.
+        model: The name reported in usage summaries.
+        usage: What each call reports it cost.
+        latency_s: Simulated time per call.
+
+    Example::
+
+        lm = ScriptedLM(["```python\\nprint(len(context))\\n```", "```python\\nSUBMIT(3)\\n```"])
+    """
+
+    def __init__(
+        self,
+        replies: Iterable[Reply] | Callable[[list[Message]], str],
+        *,
+        model: str = "scripted",
+        usage: Usage = _DEFAULT_USAGE,
+        latency_s: float = 0.0,
+    ) -> None:
+        self._lock = threading.Lock()
+        self._answer_all: Callable[[list[Message]], str] | None = None
+        self._replies: list[Reply] = []
+        if callable(replies):
+            self._answer_all = replies
+        else:
+            self._replies = list(replies)
+        self._next = 0
+        self._model = model
+        self.usage = usage
+        self.latency_s = latency_s
+        self.calls: list[list[Message]] = []
+        """The messages of every request, in the order they arrived."""
+
+    @property
+    def model(self) -> str:
+        """The scripted model's name."""
+        return self._model
+
+    @property
+    def remaining(self) -> int:
+        """Scripted replies not used yet."""
+        with self._lock:
+            return len(self._replies) - self._next
+
+    @property
+    def prompts(self) -> list[str]:
+        """The last message of every request (the prompt of an ``llm_query``)."""
+        with self._lock:
+            return [call[-1]["content"] for call in self.calls]
+
+    async def complete(self, messages: Sequence[Message]) -> Completion:
+        """Answer with the next scripted reply."""
+        request = [dict(m) for m in messages]
+        with self._lock:
+            self.calls.append(request)  # type: ignore[arg-type]
+            if self._answer_all is not None:
+                reply: Reply = self._answer_all
+            elif self._next < len(self._replies):
+                reply = self._replies[self._next]
+                self._next += 1
+            else:
+                last = messages[-1]["content"] if messages else ""
+                raise AssertionError(
+                    f"ScriptedLM ran out of replies after {len(self._replies)}; the request "
+                    f"ended with:\n{last[-2000:]}"
+                )
+        if self.latency_s:
+            await anyio.sleep(self.latency_s)
+        if isinstance(reply, BaseException):
+            raise reply
+        text = reply if isinstance(reply, str) else reply(list(messages))
+        return Completion(text=text, usage=self.usage, model=self._model)
+
+
+class OpenAIStubServer:
+    r"""An OpenAI-compatible chat-completions server on 127.0.0.1, in a background thread.
+
+    Use with litellm as ``model="openai/<anything>", api_base=server.api_base``.
+
+    Args:
+        replies: Reply texts used in order (the last one repeats), or a function from the
+            request's messages to the reply.
+        latency_s: Seconds each request waits before answering (requests run concurrently).
+
+    Example::
+
+        with OpenAIStubServer(["```python\\nSUBMIT('42')\\n```"]) as server:
+            rlm = RLM("q -> answer", lm="openai/stub", api_base=server.api_base)
+    """
+
+    def __init__(
+        self,
+        replies: Sequence[str] | Callable[[list[dict[str, Any]]], str] = ("stub answer",),
+        *,
+        latency_s: float = 0.0,
+    ) -> None:
+        if not callable(replies) and not replies:
+            raise ValueError("give at least one reply")
+        self._replies = replies
+        self._counter = itertools.count()
+        self.latency_s = latency_s
+        self.requests: list[dict[str, Any]] = []
+        """The JSON body of every request received."""
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def api_base(self) -> str:
+        """The base URL to pass as ``api_base``."""
+        if self._server is None:
+            raise RuntimeError("the server is not running; use it as a context manager")
+        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+
+    def _reply_for(self, body: dict[str, Any]) -> str:
+        messages = body.get("messages") or []
+        if callable(self._replies):
+            return self._replies(messages)
+        index = min(next(self._counter), len(self._replies) - 1)
+        return self._replies[index]
+
+    def __enter__(self) -> Self:
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                try:
+                    body = json.loads(self.rfile.read(length) or b"{}")
+                except ValueError:
+                    self.send_error(400, "body is not JSON")
+                    return
+                with stub._lock:
+                    stub.requests.append(body)
+                    text = stub._reply_for(body)
+                if stub.latency_s:
+                    time.sleep(stub.latency_s)
+                prompt_chars = sum(len(str(m.get("content", ""))) for m in body.get("messages", []))
+                payload = {
+                    "id": "chatcmpl-stub",
+                    "object": "chat.completion",
+                    "created": int(time.time()),
+                    "model": body.get("model", "stub"),
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": text},
+                            "finish_reason": "stop",
+                        }
+                    ],
+                    "usage": {
+                        "prompt_tokens": prompt_chars // 4 + 1,
+                        "completion_tokens": len(text) // 4 + 1,
+                        "total_tokens": prompt_chars // 4 + len(text) // 4 + 2,
+                    },
+                }
+                data = json.dumps(payload).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass  # keep test output clean
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server.daemon_threads = True
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever, name="openai-stub", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._server = None
+        self._thread = None
