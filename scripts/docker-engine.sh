@@ -10,14 +10,15 @@
 #   scripts/docker-engine.sh status       say whether an engine answers and whether the image exists
 #
 # Every subcommand is idempotent and returns quickly when there is nothing to do. Settings:
-#   RLM_DOCKER_IMAGE      image tag build-image creates (default rlm-python:3.11)
-#   RLM_DOCKER_STATE_DIR  where the daemon's pid file and log live (default ${TMPDIR:-/tmp}/rlm-docker-engine)
-#   RLM_DOCKER_PYTHON     the Debian interpreter copied into the image (default /usr/bin/python3.11)
+#   RLM_DOCKER_IMAGE      image tag build-image creates (default rlm-python:3.11); rlm's settings
+#                         read the same variable as the docker backend's image option
+#   RLM_ENGINE_STATE_DIR  the daemon's pid file and log (default ${TMPDIR:-/tmp}/rlm-docker-engine)
+#   RLM_IMAGE_PYTHON      the Debian interpreter copied into the image (default /usr/bin/python3.11)
 set -euo pipefail
 
 IMAGE="${RLM_DOCKER_IMAGE:-rlm-python:3.11}"
-STATE_DIR="${RLM_DOCKER_STATE_DIR:-${TMPDIR:-/tmp}/rlm-docker-engine}"
-PYTHON="${RLM_DOCKER_PYTHON:-/usr/bin/python3.11}"
+STATE_DIR="${RLM_ENGINE_STATE_DIR:-${TMPDIR:-/tmp}/rlm-docker-engine}"
+PYTHON="${RLM_IMAGE_PYTHON:-/usr/bin/python3.11}"
 PID_FILE="$STATE_DIR/dockerd.pid"
 LOG_FILE="$STATE_DIR/dockerd.log"
 LABEL="rlm.managed=1"
@@ -101,7 +102,7 @@ kill_our_shims() {
     local dir cmd pid
     for dir in /proc/[0-9]*; do
         pid="${dir#/proc/}"
-        cmd="$(tr '\0' ' ' <"$dir/cmdline" 2>/dev/null || true)"
+        cmd="$(tr '\0' ' ' 2>/dev/null <"$dir/cmdline" || true)"
         case "$cmd" in
             *containerd-shim*"/run/docker/containerd/containerd.sock"*|*containerd-shim*"-namespace moby"*)
                 kill -9 "$pid" 2>/dev/null || true ;;
