@@ -1,0 +1,649 @@
+// The Pyodide side of rlm-deno, running in a Worker started by runner.mjs. It boots Pyodide
+// (from a memory snapshot when one is given and loads, else normally), loads the guest runtime
+// the host sent (rlm_core/bridge/guest.py) and serves its Session. Each frame from the host
+// arrives as a message; each frame for the host leaves as a message. Tool calls block this
+// thread on a SharedArrayBuffer until runner.mjs writes the reply, so they work from plain
+// synchronous Python; the host's interrupt arrives through Pyodide's interrupt buffer.
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+let config;
+let control; // Int32Array: [reply state, reply length, exec id the host timed out]
+let interruptBuffer;
+let replies;
+let pyodide;
+let bridge; // the Python Bridge object (a PyProxy)
+let handle; // its bound handle method
+let bootInfo = {};
+let currentExec = 0;
+
+// Everything Python-side that is not guest.py: loaded once, kept in the memory snapshot.
+const GLUE = String.raw`
+import ast, builtins, codecs, hashlib, inspect, io, json, linecache, os, platform
+import re, struct, sys, threading, time, traceback, types
+
+GLUE_REVISION = 1
+
+
+def load_guest(blob):
+    """Run guest.py's source as module rlm_guest, unless a snapshot already holds this one."""
+    source = blob.to_bytes()
+    digest = hashlib.sha256(source).hexdigest()
+    module = sys.modules.get("rlm_guest")
+    if module is not None and getattr(module, "__rlm_digest__", None) == digest:
+        return module
+    module = types.ModuleType("rlm_guest")
+    module.__rlm_digest__ = digest
+    exec(compile(source, "<rlm-guest>", "exec"), module.__dict__)
+    sys.modules["rlm_guest"] = module
+    return module
+
+
+_prepared = []
+
+
+def prepare(js):
+    """Before the host's boot frame: build the Bridge for the guest the snapshot holds, and
+    run one throwaway cell so the code paths a session uses are compiled already."""
+    guest = sys.modules.get("rlm_guest")
+    if guest is None:
+        return
+    warm = guest.Session(streams="global")
+    warm.execute("x = [1, 'a']\nprint(x)\nx", 1000)
+    json.loads(json.dumps({"t": "result", "x": [1.5, "\u00e9"]}))
+    _prepared[:] = [Bridge(guest, js)]
+
+
+def bridge_for(blob, js):
+    """The Bridge for the guest runtime the host sent (the prepared one if it is the same)."""
+    guest = load_guest(blob)
+    if _prepared and _prepared[0].guest is guest:
+        return _prepared.pop()
+    del _prepared[:]
+    return Bridge(guest, js)
+
+
+def cancel_tasks():
+    """Cancel the event loop's tasks: a timed-out cell suspended in await resumes."""
+    import asyncio
+
+    for task in asyncio.all_tasks(asyncio.get_event_loop()):
+        task.cancel()
+
+
+def _frame_error(message_id, text):
+    return {
+        "t": "result",
+        "id": message_id,
+        "stdout": "",
+        "stderr": "",
+        "stdout_chars": 0,
+        "stderr_chars": 0,
+        "value": None,
+        "submitted": None,
+        "truncated": True,
+        "timed_out": False,
+        "error": {"type": "ValueError", "message": text, "traceback": "", "lineno": None},
+    }
+
+
+class Bridge(object):
+    """Serves one guest Session for the worker: the Pyodide twin of guest.StdioDriver."""
+
+    def __init__(self, guest, js):
+        self.guest = guest
+        self.js = js
+
+        class DenoSession(guest.Session):
+            # The host's interrupt reaches Python as KeyboardInterrupt from the interrupt buffer;
+            # the flag says whether the host asked for it (a timeout) or the cell raised it.
+            @property
+            def timeout_requested(self):
+                return bool(js.timeoutRequested())
+
+            @timeout_requested.setter
+            def timeout_requested(self, value):
+                pass
+
+        self.session = DenoSession(call_tool=self.call_tool, streams="global")
+        self.session.flush_hook = self._flush
+        # Pyodide's time.sleep blocks without looking at the interrupt buffer; this one waits
+        # on the buffer itself, so the host's interrupt ends a sleeping cell at once.
+        real_sleep = time.sleep
+
+        def sleep(seconds):
+            if seconds < 0:
+                raise ValueError("sleep length must be non-negative")
+            if js.sleepInterruptibly(float(seconds)):
+                raise KeyboardInterrupt()
+
+        sleep.__doc__ = real_sleep.__doc__
+        time.sleep = sleep
+        self._next_call = 0
+
+    def _flush(self):
+        # Runs at the end of every cell: move fd-level output into the cell's capture.
+        for stream in (sys.__stdout__, sys.__stderr__):
+            try:
+                stream.flush()
+            except Exception:
+                pass
+        capture = self.session.extra_capture
+        for index in (0, 1):
+            head, dropped, tail = self.js.takeFdOutput(index)
+            if capture is not None:
+                capture[index].write(head)
+                capture[index].total += int(dropped)
+                capture[index].write(tail)
+
+    # ---- frames -------------------------------------------------------------------------
+
+    def _encode(self, message):
+        data = json.dumps(message, ensure_ascii=False, allow_nan=False)
+        # Characters, not bytes, are counted here: the host counts bytes, so stay well inside.
+        if len(data) * 4 > self.session.max_frame_bytes and len(data.encode("utf-8")) > self.session.max_frame_bytes:
+            raise ValueError(
+                "message of {:,} bytes exceeds the {:,}-byte frame limit".format(
+                    len(data.encode("utf-8")), self.session.max_frame_bytes
+                )
+            )
+        return data
+
+    def call_tool(self, name, args, kwargs):
+        self._next_call += 1
+        call_id = self._next_call
+        text = self._encode({"t": "call", "id": call_id, "name": name, "args": args, "kwargs": kwargs})
+        reply = self.js.callTool(call_id, text)
+        if reply is None:
+            # The host timed the cell out while it waited for this tool.
+            raise KeyboardInterrupt()
+        return json.loads(reply)
+
+    def handle(self, text, blob):
+        """Answer one host frame; return the JSON text of the answer (or None)."""
+        message = json.loads(text)
+        kind = message.get("t")
+        message_id = message.get("id")
+        if kind == "configure":
+            self.session.max_frame_bytes = int(message["max_frame_bytes"])
+            return self._encode({"t": "done", "id": message_id})
+        if kind == "register":
+            return self._answer(message_id, self.session.register, message["tools"], message["outputs"])
+        if kind == "vars":
+            return self._answer(message_id, self._set_variables, message["vars"], blob)
+        if kind == "exec":
+            return self._execute(message)
+        raise ValueError("unknown message type " + repr(kind))
+
+    def _answer(self, message_id, fn, *args):
+        try:
+            fn(*args)
+            return self._encode({"t": "done", "id": message_id})
+        except Exception as exc:
+            return self._encode(
+                {
+                    "t": "done",
+                    "id": message_id,
+                    "error": {"type": type(exc).__name__, "message": self.guest._safe_str(exc)},
+                }
+            )
+
+    def _explain_missing(self, error):
+        found = re.match(r"No module named '([^'.]+)", error.get("message", ""))
+        package = found and self.js.importHint(found.group(1))
+        if package:
+            hint = (
+                " (Pyodide has a package {!r} for this import, but it is not installed in this "
+                "sandbox and the sandbox cannot download packages; only the standard library "
+                "and packages given to DenoInterpreter(packages=...) are available)".format(package)
+            )
+            error["message"] += hint
+            error["traceback"] = error.get("traceback", "").rstrip("\n") + hint + "\n"
+
+    def _set_variables(self, specs, blob):
+        # One variable at a time: only that variable's bytes are copied into the wasm heap, so
+        # a 500 MB input needs ~2x its size there, not 2x the whole attachment.
+        total = 0 if blob is None else blob.length
+        if sum(int(spec["size"]) for spec in specs) != total:
+            raise ValueError("variable sizes do not add up to the attachment length")
+        offset = 0
+        for spec in specs:
+            size = int(spec["size"])
+            data = blob.subarray(offset, offset + size).to_bytes() if size else b""
+            offset += size
+            self.session.set_variables([spec], data)
+            del data
+
+    def _execute(self, message):
+        started = time.perf_counter()
+        try:
+            result = self.session.execute(message["code"], int(message["max_output_chars"]))
+        except KeyboardInterrupt:
+            # The interrupt landed just outside the cell's own try block.
+            result = _frame_error(message.get("id"), "")
+            result.update(timed_out=True, truncated=False, error={
+                "type": "TimeoutError",
+                "message": "the cell ran past its timeout and was interrupted",
+                "traceback": "",
+                "lineno": None,
+            })
+        error = result.get("error")
+        if error and error.get("type") == "CancelledError" and self.session.timeout_requested:
+            result["timed_out"] = True
+            result["error"] = error = {
+                "type": "TimeoutError",
+                "message": "the cell ran past its timeout and was interrupted",
+                "traceback": "",
+                "lineno": None,
+            }
+        if error and error.get("type") == "ModuleNotFoundError":
+            self._explain_missing(error)
+        result["t"] = "result"
+        result["id"] = message.get("id")
+        result["guest_duration_s"] = time.perf_counter() - started
+        try:
+            return self._encode(result)
+        except ValueError as exc:
+            out = _frame_error(message.get("id"), "the cell's result is too large to return ({}); "
+                               "submit or print less".format(exc))
+            out["timed_out"] = result.get("timed_out", False)
+            return self._encode(out)
+`;
+
+// Frames go straight to the process's stdout from this thread (saving a hop through the main
+// thread per tool call and result). Taken before lockDown() removes Deno from the globals;
+// guest code cannot reach a module-scope binding.
+const stdoutWrite = Deno.stdout.writeSync.bind(Deno.stdout);
+
+function sendFrame(jsonText) {
+  const body = encoder.encode(jsonText);
+  const frame = new Uint8Array(12 + body.length);
+  const view = new DataView(frame.buffer);
+  view.setUint32(0, body.length);
+  view.setBigUint64(4, 0n);
+  frame.set(body, 12);
+  let offset = 0;
+  while (offset < frame.length) offset += stdoutWrite(frame.subarray(offset));
+}
+
+function post(message, transfer = []) {
+  postMessage(message, transfer);
+}
+
+function fatal(message) {
+  post({ kind: "fatal", message: String(message) });
+}
+
+// ---- what `import js` sees -------------------------------------------------------------
+
+const SAFE_GLOBALS = [
+  "Object", "Array", "Promise", "JSON", "Math", "Date", "Error", "TypeError", "RangeError",
+  "SyntaxError", "Symbol", "Map", "Set", "WeakMap", "WeakSet", "Number", "String", "Boolean",
+  "BigInt", "ArrayBuffer", "DataView", "Uint8Array", "Int8Array", "Uint16Array", "Int16Array",
+  "Uint32Array", "Int32Array", "Float32Array", "Float64Array", "BigInt64Array",
+  "BigUint64Array", "Uint8ClampedArray", "TextEncoder", "TextDecoder", "setTimeout",
+  "clearTimeout", "setInterval", "clearInterval", "queueMicrotask", "structuredClone", "URL",
+  "URLSearchParams", "atob", "btoa", "Intl", "RegExp", "Reflect",
+];
+const NET_GLOBALS = [
+  "fetch", "Request", "Response", "Headers", "AbortController", "AbortSignal", "FormData",
+  "Blob", "WebSocket",
+];
+
+function makeJsGlobals() {
+  const names = config.network ? SAFE_GLOBALS.concat(NET_GLOBALS) : SAFE_GLOBALS;
+  const globals = Object.create(null);
+  for (const name of names) {
+    if (name in globalThis) globals[name] = globalThis[name];
+  }
+  return globals;
+}
+
+// ---- host files made visible (read-only copies) --------------------------------------
+
+function mountHostPath(FS, hostPath) {
+  const info = Deno.statSync(hostPath);
+  if (info.isDirectory) {
+    FS.mkdirTree(hostPath);
+    for (const entry of Deno.readDirSync(hostPath)) {
+      mountHostPath(FS, `${hostPath.replace(/\/$/, "")}/${entry.name}`);
+    }
+    FS.chmod(hostPath, 0o555);
+  } else if (info.isFile) {
+    const parent = hostPath.slice(0, hostPath.lastIndexOf("/")) || "/";
+    FS.mkdirTree(parent);
+    FS.writeFile(hostPath, Deno.readFileSync(hostPath));
+    FS.chmod(hostPath, 0o444);
+  }
+}
+
+// ---- boot ------------------------------------------------------------------------------
+
+// Writes to file descriptors 1 and 2 (os.write, C extensions) cannot call back into Python
+// from Pyodide's stdio handler, so they are kept here, bounded, until the cell's flush hook
+// collects them: the first and the last FD_KEEP bytes, and a count of the rest.
+const FD_KEEP = 4 * 1024 * 1024;
+const fdOutput = [newFdBuffer(), newFdBuffer()];
+
+function newFdBuffer() {
+  return { head: [], headLength: 0, tail: new Uint8Array(0), dropped: 0 };
+}
+
+function fdWriter(index) {
+  return (buffer) => {
+    const state = fdOutput[index];
+    let bytes = buffer;
+    if (state.headLength < FD_KEEP) {
+      const take = bytes.subarray(0, FD_KEEP - state.headLength);
+      state.head.push(take.slice());
+      state.headLength += take.length;
+      bytes = bytes.subarray(take.length);
+    }
+    if (bytes.length) {
+      const joined = new Uint8Array(state.tail.length + bytes.length);
+      joined.set(state.tail);
+      joined.set(bytes, state.tail.length);
+      const excess = Math.max(0, joined.length - FD_KEEP);
+      state.dropped += excess;
+      state.tail = joined.slice(excess);
+    }
+    return buffer.length;
+  };
+}
+
+function takeFdOutput(index) {
+  const state = fdOutput[index];
+  fdOutput[index] = newFdBuffer();
+  const head = new Uint8Array(state.headLength);
+  let offset = 0;
+  for (const part of state.head) {
+    head.set(part, offset);
+    offset += part.length;
+  }
+  return [decoder.decode(head), state.dropped, decoder.decode(state.tail)];
+}
+
+// The Python heap is Pyodide's wasm memory; Emscripten grows it through Memory.grow, which
+// fails softly (malloc returns NULL, Python raises MemoryError) when this throws.
+function limitWasmMemory(limit) {
+  const grow = WebAssembly.Memory.prototype.grow;
+  WebAssembly.Memory.prototype.grow = function (pages) {
+    if (this.buffer.byteLength + pages * 65536 > limit) {
+      throw new RangeError("the sandbox's memory limit is reached");
+    }
+    return grow.call(this, pages);
+  };
+}
+
+// Import name -> Pyodide package, for packages the lock file knows but this directory lacks:
+// importing one fails with a message that says so instead of a bare ModuleNotFoundError.
+function missingPackages() {
+  const missing = {};
+  try {
+    for (const info of Object.values(pyodide.lockfile.packages)) {
+      let present = false;
+      try {
+        present = Deno.statSync(`${config.pyodideDir}/${info.file_name}`).isFile;
+      } catch {
+        present = false;
+      }
+      if (present) continue;
+      for (const name of info.imports || []) missing[name] = info.name;
+    }
+  } catch {
+    // no lock file: plain ModuleNotFoundError messages
+  }
+  return missing;
+}
+
+async function loadPackages(names) {
+  const errors = [];
+  await pyodide.loadPackage(names, {
+    messageCallback: () => {},
+    errorCallback: (text) => errors.push(text),
+  });
+  // loadPackage resolves even when a package failed; its errors only reach the callback.
+  if (errors.length) {
+    throw new Error(
+      `cannot load the Pyodide package(s) ${names.join(", ")} from ${config.pyodideDir} ` +
+        `(the sandbox does not fetch packages from the network): ${errors.join(" ")}`,
+    );
+  }
+}
+
+async function boot() {
+  const bootStarted = performance.now();
+  if (config.memoryLimit && !config.makeSnapshot) limitWasmMemory(config.memoryLimit);
+  const { loadPyodide } = await import(config.pyodideModule);
+  const options = {
+    indexURL: config.pyodideDir.endsWith("/") ? config.pyodideDir : `${config.pyodideDir}/`,
+    jsglobals: makeJsGlobals(),
+    env: { HOME: "/home/pyodide" },
+    stdout: () => {},
+    stderr: () => {},
+    checkAPIVersion: true,
+  };
+  let snapshotError = null;
+  if (config.makeSnapshot) {
+    pyodide = await loadPyodide({ ...options, _makeSnapshot: true });
+  } else if (config.snapshot) {
+    try {
+      const bytes = Deno.readFileSync(config.snapshot);
+      pyodide = await loadPyodide({ ...options, _loadSnapshot: bytes });
+      pyodide.runPython("import sys; assert sys.modules['_rlm_deno_glue'].GLUE_REVISION == 1");
+    } catch (error) {
+      snapshotError = String(error && error.message || error).slice(0, 500);
+      pyodide = undefined;
+    }
+  }
+  if (pyodide === undefined) pyodide = await loadPyodide(options);
+  bootInfo.pyodide_boot_ms = Math.round(performance.now() - bootStarted);
+  bootInfo.snapshot = Boolean(config.snapshot) && snapshotError === null && !config.makeSnapshot;
+  bootInfo.snapshot_error = snapshotError;
+  const haveGlue = pyodide.runPython("import sys; '_rlm_deno_glue' in sys.modules");
+  if (!haveGlue) {
+    const glue = pyodide.runPython(
+      "import types, sys; m = types.ModuleType('_rlm_deno_glue'); sys.modules[m.__name__] = m; m",
+    );
+    pyodide.runPython(GLUE, { globals: glue.__dict__ });
+    glue.destroy();
+  }
+  pyodide.setStdout({ write: fdWriter(0), isatty: false });
+  pyodide.setStderr({ write: fdWriter(1), isatty: false });
+  if (!config.makeSnapshot) {
+    pyodide.setInterruptBuffer(interruptBuffer);
+    for (const path of config.mounts || []) {
+      try {
+        mountHostPath(pyodide.FS, path);
+      } catch (error) {
+        throw new Error(`cannot make host path ${path} visible inside: ${error.message}`);
+      }
+    }
+    if (config.packages && config.packages.length) await loadPackages(config.packages);
+    importHints = missingPackages();
+    const glue = pyodide.pyimport("_rlm_deno_glue");
+    glue.prepare(JS_API);
+    glue.destroy();
+  }
+}
+
+let importHints = {};
+
+function lockDown() {
+  // Defence in depth: guest code can reach globalThis through any function's constructor, so
+  // take away the Deno namespace and the real console (whose output would go to the protocol's
+  // stdout). The Deno permission flags remain the boundary.
+  const quiet = () => {};
+  globalThis.console = Object.freeze({
+    log: quiet, info: quiet, warn: quiet, error: quiet, debug: quiet, trace: quiet, dir: quiet,
+  });
+  try {
+    delete globalThis.Deno;
+  } catch {
+    // not configurable in this Deno version; the permission flags still hold
+  }
+}
+
+// ---- frames ----------------------------------------------------------------------------
+
+function sleepInterruptibly(seconds) {
+  const deadline = performance.now() + seconds * 1000;
+  for (;;) {
+    if (Atomics.load(interruptBuffer, 0) !== 0) {
+      Atomics.store(interruptBuffer, 0, 0);
+      return true;
+    }
+    const left = deadline - performance.now();
+    if (left <= 0) return false;
+    Atomics.wait(interruptBuffer, 0, 0, left);
+  }
+}
+
+function timeoutRequested() {
+  return currentExec !== 0 && Atomics.load(control, 2) === currentExec;
+}
+
+function callTool(id, text) {
+  Atomics.store(control, 0, 0);
+  Atomics.store(control, 3, id);
+  sendFrame(text);
+  while (Atomics.load(control, 0) === 0) Atomics.wait(control, 0, 0);
+  if (Atomics.load(control, 0) === 2) return undefined;
+  const length = Atomics.load(control, 1);
+  return decoder.decode(new Uint8Array(replies, 0, length).slice());
+}
+
+// What the Python side may call; handed to each Bridge.
+const JS_API = {
+  timeoutRequested: (...args) => timeoutRequested(...args),
+  callTool: (...args) => callTool(...args),
+  takeFdOutput: (...args) => takeFdOutput(...args),
+  importHint: (...args) => importHint(...args),
+  sleepInterruptibly: (...args) => sleepInterruptibly(...args),
+};
+
+async function handleBoot(message, blob) {
+  const started = performance.now();
+  const glue = pyodide.pyimport("_rlm_deno_glue");
+  if (config.makeSnapshot) {
+    glue.load_guest(blob);
+    glue.destroy();
+    const bytes = pyodide.makeMemorySnapshot();
+    post({ kind: "snapshot", bytes }, [bytes.buffer]);
+    return;
+  }
+  if (message.env && Object.keys(message.env).length) {
+    const environ = pyodide.pyimport("os").environ;
+    for (const [key, value] of Object.entries(message.env)) environ.__setitem__(key, value);
+    environ.destroy();
+  }
+  bridge = glue.bridge_for(blob, JS_API);
+  handle = bridge.handle;
+  const platform = pyodide.pyimport("platform");
+  const ready = {
+    t: "ready",
+    protocol: message.protocol,
+    python: platform.python_version(),
+    implementation: "Pyodide " + pyodide.version,
+    pid: 0,
+    ...bootInfo,
+    boot_frame_ms: 0,
+  };
+  platform.destroy();
+  glue.destroy();
+  lockDown();
+  ready.boot_frame_ms = Math.round((performance.now() - started) * 100) / 100;
+  sendFrame(JSON.stringify(ready));
+}
+
+function importHint(name) {
+  return Object.hasOwn(importHints, name) ? importHints[name] : undefined;
+}
+
+const ASYNC_CODE = /\b(await|async)\b/;
+let awaitingCell = false;
+
+function cancelTasks() {
+  // Entering Python with the buffer still set would raise KeyboardInterrupt right here.
+  Atomics.store(interruptBuffer, 0, 0);
+  try {
+    const glue = pyodide.pyimport("_rlm_deno_glue");
+    glue.cancel_tasks();
+    glue.destroy();
+  } catch {
+    // the host kills the process after its grace period
+  }
+}
+
+async function handleFrame(text, blob) {
+  const message = JSON.parse(text);
+  if (message.t === "exec") {
+    currentExec = message.id;
+    takeFdOutput(0);
+    takeFdOutput(1);
+    if (Atomics.load(control, 2) !== currentExec) {
+      Atomics.store(control, 2, 0);
+      Atomics.store(interruptBuffer, 0, 0);
+    }
+  } else {
+    Atomics.store(interruptBuffer, 0, 0);
+  }
+  const pyBlob = blob === null ? undefined : blob;
+  let answer;
+  try {
+    // A cell with top-level `await`/`async` is entered through callPromising so that it can
+    // stack-switch (JSPI); everything else takes the cheaper synchronous call.
+    if (message.t === "exec" && ASYNC_CODE.test(message.code)) {
+      awaitingCell = true;
+      try {
+        answer = await handle.callPromising(text, pyBlob);
+      } finally {
+        awaitingCell = false;
+      }
+    } else {
+      answer = handle(text, pyBlob);
+    }
+  } finally {
+    if (message.t === "exec") {
+      currentExec = 0;
+      Atomics.store(control, 4, 0);
+      Atomics.store(interruptBuffer, 0, 0);
+    }
+  }
+  if (answer !== undefined && answer !== null) {
+    sendFrame(answer);
+  }
+}
+
+let pendingEnv = {};
+let queue = Promise.resolve();
+
+self.onmessage = (event) => {
+  const data = event.data;
+  if (data.kind === "init") {
+    config = data.config;
+    control = data.control;
+    interruptBuffer = data.interrupt;
+    replies = data.replies;
+    queue = queue.then(boot);
+  } else if (data.kind === "interrupt") {
+    // Only reaches this thread while a cell is suspended in `await` (otherwise Python holds the
+    // thread and the interrupt buffer does the job): cancel its tasks so the cell resumes.
+    if (awaitingCell && timeoutRequested()) cancelTasks();
+    return;
+  } else if (data.kind === "frame") {
+    queue = queue.then(() => {
+      const message = JSON.parse(data.text);
+      if (message.t === "deno-config") {
+        pendingEnv = message.env || {};
+      } else if (message.t === "boot") {
+        message.env = pendingEnv;
+        return handleBoot(message, data.blob);
+      } else {
+        return handleFrame(data.text, data.blob);
+      }
+    });
+  }
+  queue = queue.catch((error) => fatal(error && error.stack || error));
+};
