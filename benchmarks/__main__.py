@@ -49,6 +49,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
     caps = factory().capabilities
     put("cold_start_s", await harness.cold_start(factory, repeats))
+    if harness.supports_option(args.backend, "warm_pool"):
+        pooled = harness.factory_for(args.backend, {"warm_pool": 1})
+        put("pooled_start_s", await harness.pooled_start(pooled, repeats))
     interp = factory()
     await interp.start()
     try:

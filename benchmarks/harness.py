@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import resource
 import statistics
 import sys
@@ -10,8 +11,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
+
 from rlm_core.interpreter import Interpreter
-from rlm_core.registry import create
+from rlm_core.registry import create, load, parse_spec
 
 Factory = Callable[[], Interpreter]
 
@@ -63,6 +66,34 @@ async def cold_start(factory: Factory, repeats: int) -> Stat:
         assert result.value == "2", result
         await interp.aclose()
     return Stat.of(samples)
+
+
+async def pooled_start(factory: Factory, repeats: int, refill_wait_s: float = 2.0) -> Stat:
+    """Seconds from construct to first result when a warm pool has a booted sandbox ready.
+
+    The pool is filled by a first, untimed session; between samples the pool gets
+    ``refill_wait_s`` to boot a replacement (that wait is not counted).
+    """
+    warm = factory()
+    await warm.start()
+    await warm.aclose()
+    samples = []
+    for _ in range(repeats):
+        await anyio.sleep(refill_wait_s)
+        started = time.perf_counter()
+        interp = factory()
+        await interp.start()
+        result = await interp.execute("1 + 1")
+        samples.append(time.perf_counter() - started)
+        assert result.value == "2", result
+        await interp.aclose()
+    return Stat.of(samples)
+
+
+def supports_option(backend: str, option: str) -> bool:
+    """Whether the backend's constructor takes ``option`` (e.g. ``warm_pool``)."""
+    cls = load(parse_spec(backend)[0])
+    return option in inspect.signature(cls).parameters
 
 
 async def execute_round_trip(interp: Interpreter, repeats: int) -> Stat:
