@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TypeAlias, runtime_checkable
 
-from rlm_core.bridge.guest import truncate_output
+from rlm_core.bridge.guest import truncate_output, truncation_marker
 from rlm_core.errors import ConfigError
 
 __all__ = [
@@ -33,6 +33,7 @@ __all__ = [
     "check_variable_name",
     "check_variables",
     "truncate_output",
+    "truncation_marker",
 ]
 
 JSON: TypeAlias = bool | int | float | str | list["JSON"] | dict[str, "JSON"] | None

@@ -10,8 +10,12 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from rlm_core.bridge.guest import truncation_marker
-from rlm_core.interpreter import Capabilities, ExecutionResult, truncate_output
+from rlm_core.interpreter import (
+    Capabilities,
+    ExecutionResult,
+    truncate_output,
+    truncation_marker,
+)
 from rlm_core.signature import Field, SignatureSpec
 from rlm_core.tools import ToolSpec
 
@@ -59,11 +63,7 @@ def describe_input(field: Field, value: Any) -> str:
     if field.description:
         lines.append(f"Description: {field.description}")
     lines.append(f"Length: {length:,} {unit}")
-    preview = text
-    if len(text) > PREVIEW_CHARS:
-        head = PREVIEW_CHARS // 2
-        preview = text[:head] + f"\n... [{len(text) - PREVIEW_CHARS:,} characters not shown] ...\n"
-        preview += text[-(PREVIEW_CHARS - head) :]
+    preview = truncate_output(text, PREVIEW_CHARS)
     lines.append("Preview:\n```\n" + preview + "\n```")
     return "\n".join(lines)
 

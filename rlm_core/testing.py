@@ -159,6 +159,8 @@ class OpenAIStubServer:
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as clients' connection pools expect
+
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 try:
@@ -200,8 +202,13 @@ class OpenAIStubServer:
             def log_message(self, format: str, *args: Any) -> None:
                 pass  # keep test output clean
 
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        server.daemon_threads = True
+        class Server(ThreadingHTTPServer):
+            # socketserver's default backlog of 5 drops bursts of connections (a batch of 32
+            # sub-calls), and a dropped SYN costs the client a full second.
+            request_queue_size = 256
+            daemon_threads = True
+
+        server = Server(("127.0.0.1", 0), Handler)
         self._server = server
         self._thread = threading.Thread(
             target=server.serve_forever, name="openai-stub", daemon=True

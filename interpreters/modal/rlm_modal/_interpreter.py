@@ -122,6 +122,8 @@ class ModalInterpreter(ChannelInterpreter):
             the stand-in runs commands as local processes, so its tests pass
             ``rlm_modal.testing.STANDIN_CAPABILITIES``. Leave unset against Modal.
         interrupt_grace_s: Seconds a timed-out cell gets to stop before the sandbox is stopped.
+        standin: Run against a process-wide local stand-in server (``rlm_modal.testing``)
+            with dummy credentials, for tests and offline development.
     """
 
     def __init__(
@@ -141,8 +143,10 @@ class ModalInterpreter(ChannelInterpreter):
         create_timeout_s: float | None = None,
         capabilities: Capabilities | None = None,
         interrupt_grace_s: float | None = None,
+        standin: bool = False,
     ) -> None:
         super().__init__()
+        self.standin = standin
         self.app_name = app_name or _env("RLM_MODAL_APP_NAME") or "rlm-sandboxes"
         self.image: str | ModalImage | None = image or _env("RLM_MODAL_IMAGE")
         self.cpu: float | None = (
@@ -209,6 +213,7 @@ class ModalInterpreter(ChannelInterpreter):
             "create_timeout_s": float,
             "interrupt_grace_s": float,
         }
+        kinds["standin"] = bool
         known = {"app_name", "python", "server_url", "token_id", "token_secret", *kinds}
         unknown = sorted(set(options) - known)
         if unknown:
@@ -232,7 +237,7 @@ class ModalInterpreter(ChannelInterpreter):
         """
         if self._capabilities is not None:
             return self._capabilities
-        if _is_loopback(self._server_url_setting() or ""):
+        if self.standin or _is_loopback(self._server_url_setting() or ""):
             return _LOCAL_SERVER_CAPABILITIES
         return Capabilities(
             isolation="container",
@@ -287,6 +292,13 @@ class ModalInterpreter(ChannelInterpreter):
         """Create the sandbox and exec the guest loader in it."""
         # Before anything slow: with a token but no route to Modal, the SDK alone would
         # retry for about a minute, so every network phase below is bounded too.
+        if self.standin:
+            from rlm_modal.testing import ModalStandin
+
+            standin = await anyio.to_thread.run_sync(ModalStandin.shared)
+            self.server_url = standin.url
+            self.token_id = self.token_id or "ak-standin"
+            self.token_secret = self.token_secret or "as-standin"
         credentials = self._credentials()
         try:
             import modal

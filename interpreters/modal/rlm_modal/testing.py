@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import atexit
 import base64
 import contextlib
 import itertools
@@ -24,7 +25,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 import grpclib.server
 from grpclib import GRPCError, Status
@@ -369,6 +370,22 @@ class ModalStandin:
         self._thread: threading.Thread | None = None
         self._server: _Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+
+    _shared: ClassVar[ModalStandin | None] = None
+    _shared_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    @classmethod
+    def shared(cls) -> ModalStandin:
+        """The process-wide stand-in, started on first use and closed when Python exits.
+
+        ``ModalInterpreter(standin=True)`` (spec ``modal?standin=true``) uses it.
+        """
+        with cls._shared_lock:
+            if cls._shared is None:
+                standin = cls().start()
+                atexit.register(standin.close)
+                cls._shared = standin
+            return cls._shared
 
     # ---- lifecycle ---------------------------------------------------------------------
 

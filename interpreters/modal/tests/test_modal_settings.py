@@ -153,3 +153,17 @@ def test_registry_specs_and_rlm_settings_configure_modal() -> None:
     configured = create("modal", defaults=settings.backend_options("modal"))
     assert isinstance(configured, ModalInterpreter)
     assert (configured.cpu, configured.app_name, configured.timeout) == (3.0, "zz", 60)
+
+
+@pytest.mark.anyio
+async def test_standin_option_runs_offline_and_claims_only_a_local_process(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("MODAL_TOKEN_ID", "MODAL_TOKEN_SECRET", "MODAL_SERVER_URL"):
+        monkeypatch.delenv(name, raising=False)
+    interp = create("modal?standin=true")
+    assert isinstance(interp, ModalInterpreter)
+    assert interp.capabilities.isolation == "process"
+    assert interp.capabilities.host_files_visible
+    async with interp:
+        assert (await interp.execute("6 * 7")).value == "42"
