@@ -23,6 +23,11 @@ def standin() -> Iterator[ModalStandin]:
 
 
 class TestModalConformance(InterpreterConformance):
+    # Each tool call crosses the SDK's RPC stack (about 2 ms here), so the suite's 1,000-call
+    # cell needs more than the default 30 s on a loaded CI machine.
+    cell_timeout = 120.0
+    hang_limit_s = 240.0
+
     @pytest.fixture
     def make_interpreter(self, standin: ModalStandin) -> InterpreterFactory:
         return lambda: ModalInterpreter(
