@@ -7,11 +7,10 @@ Copy the ``test_*`` functions into your own test suite.
 
 from __future__ import annotations
 
-from rlm_mock import MockInterpreter
-
 from rlm_core import RLM
 from rlm_core.lm import LM
 from rlm_core.testing import ScriptedLM
+from rlm_mock import MockInterpreter
 
 
 def count_errors(logs: str, lm: LM, interpreter: object = "deno") -> int:

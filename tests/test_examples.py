@@ -6,10 +6,10 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-from rlm_mock import MockInterpreter
 
 from rlm_core.lm import Message
 from rlm_core.testing import ScriptedLM
+from rlm_mock import MockInterpreter
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 

@@ -4,12 +4,12 @@ import socket
 
 import anyio
 import pytest
-from rlm_mock import MockInterpreter
 
 from rlm_core.errors import LMError
 from rlm_core.lm import LiteLLM, Message
 from rlm_core.rlm import RLM
 from rlm_core.testing import OpenAIStubServer
+from rlm_mock import MockInterpreter
 
 
 def py(src: str) -> str:

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import anyio
 import pytest
-from rlm_mock import MockInterpreter, ScriptedInterpreter
 
 from rlm_core.errors import ConfigError
 from rlm_core.interpreter import ExecutionResult
@@ -17,6 +16,7 @@ from rlm_core.lm import LiteLLM, Message, resolve_lm
 from rlm_core.rlm import RLM
 from rlm_core.testing import ScriptedLM
 from rlm_core.trajectory import Event
+from rlm_mock import MockInterpreter, ScriptedInterpreter
 
 
 def py(src: str) -> str:
@@ -285,9 +285,8 @@ def test_resolve_lm_accepts_strings_lms_and_dspy_lms() -> None:
 
 
 def test_unavailable_backend_raises_its_own_error_before_any_model_call() -> None:
-    from rlm_subprocess import SubprocessInterpreter
-
     from rlm_core.errors import InterpreterUnavailableError
+    from rlm_subprocess import SubprocessInterpreter
 
     lm = ScriptedLM([])
     rlm = RLM("q -> a", lm=lm, interpreter=lambda: SubprocessInterpreter(python="/nope/python3"))

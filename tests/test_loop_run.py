@@ -5,12 +5,12 @@ from collections.abc import Mapping
 from typing import ClassVar
 
 import pytest
-from rlm_mock import MockInterpreter, ScriptedInterpreter
 
 from rlm_core.errors import OutputValidationError, SessionLostError
 from rlm_core.interpreter import Capabilities, ExecutionResult, VariableValue
 from rlm_core.rlm import RLM
 from rlm_core.testing import ScriptedLM
+from rlm_mock import MockInterpreter, ScriptedInterpreter
 
 
 def py(src: str, reasoning: str = "Next step.") -> str:

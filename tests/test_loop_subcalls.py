@@ -5,13 +5,13 @@ from collections.abc import Sequence
 
 import anyio
 import pytest
-from rlm_mock import MockInterpreter
 
 from rlm_core.budget import Budget, Ledger
 from rlm_core.errors import BudgetExceededError, LMError
 from rlm_core.lm import Completion, Message, Usage
 from rlm_core.rlm import RLM
 from rlm_core.testing import ScriptedLM
+from rlm_mock import MockInterpreter
 
 
 def py(src: str) -> str:

@@ -2,11 +2,10 @@
 
 import json
 
-from rlm_subprocess import SubprocessInterpreter
-
 from rlm_core.lm import Message
 from rlm_core.rlm import RLM
 from rlm_core.testing import ScriptedLM
+from rlm_subprocess import SubprocessInterpreter
 
 
 def py(src: str) -> str:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import anyio
 import pytest
-from rlm_mock import MockInterpreter
 
 from rlm_core.errors import ConfigError
 from rlm_core.interpreter import Interpreter
 from rlm_core.parallel import run_many, with_interpreter
+from rlm_mock import MockInterpreter
 
 pytestmark = pytest.mark.anyio
 

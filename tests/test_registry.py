@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from rlm_mock import MockInterpreter
-from rlm_subprocess import SubprocessInterpreter
 
 from rlm_core.errors import ConfigError
 from rlm_core.registry import available, create, parse_spec
+from rlm_mock import MockInterpreter
+from rlm_subprocess import SubprocessInterpreter
 
 
 def test_our_backends_are_installed_as_entry_points() -> None:

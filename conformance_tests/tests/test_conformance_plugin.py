@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from rlm_conformance import requires
 from rlm_conformance._requires import MARKER, unmet_requirements
-
 from rlm_core.interpreter import Capabilities
 
 

@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 import pytest
 from bwrap_interpreter import BwrapInterpreter
-from rlm_conformance import InterpreterConformance
 
+from rlm_conformance import InterpreterConformance
 from rlm_core.interpreter import Interpreter
 
 pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")

@@ -6,11 +6,11 @@ import os
 from collections.abc import Iterator
 
 import pytest
+
 from rlm_conformance import InterpreterConformance, InterpreterFactory
+from rlm_core.errors import InterpreterUnavailableError
 from rlm_docker import DockerInterpreter
 from rlm_docker._engine import LABEL_MANAGED, LABEL_OWNER_PID, connect
-
-from rlm_core.errors import InterpreterUnavailableError
 
 
 class TestDockerConformance(InterpreterConformance):

@@ -24,11 +24,11 @@ import anyio
 import docker
 import docker.errors
 import pytest
+
 from rlm_conformance import REQUIRED_ENV
+from rlm_core.errors import ConfigError, InterpreterUnavailableError, SessionLostError
 from rlm_docker import DEFAULT_IMAGE, DockerInterpreter
 from rlm_docker._engine import LABEL_MANAGED, LABEL_OWNER_PID, connect
-
-from rlm_core.errors import ConfigError, InterpreterUnavailableError, SessionLostError
 
 pytestmark = pytest.mark.anyio
 

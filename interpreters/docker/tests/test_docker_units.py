@@ -5,11 +5,11 @@ from __future__ import annotations
 import struct
 
 import pytest
-from rlm_docker import DEFAULT_IMAGE, DockerInterpreter
-from rlm_docker._channel import StreamDemuxer
 
 from rlm_core.errors import BridgeProtocolError, ConfigError
 from rlm_core.registry import create
+from rlm_docker import DEFAULT_IMAGE, DockerInterpreter
+from rlm_docker._channel import StreamDemuxer
 
 
 def frame(stream: int, payload: bytes) -> bytes:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+
 from rlm_conformance import InterpreterConformance, InterpreterFactory
 from rlm_e2b import E2BInterpreter
 from rlm_e2b.testing import STANDIN_CAPABILITIES, StandInE2B

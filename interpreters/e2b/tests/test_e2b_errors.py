@@ -8,8 +8,6 @@ from collections.abc import Iterator
 
 import anyio
 import pytest
-from rlm_e2b import E2BInterpreter
-from rlm_e2b.testing import STANDIN_CAPABILITIES, StandInE2B
 
 from rlm_core.errors import (
     ConfigError,
@@ -17,6 +15,8 @@ from rlm_core.errors import (
     SessionError,
     SessionLostError,
 )
+from rlm_e2b import E2BInterpreter
+from rlm_e2b.testing import STANDIN_CAPABILITIES, StandInE2B
 
 pytestmark = pytest.mark.anyio
 

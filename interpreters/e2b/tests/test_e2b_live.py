@@ -10,9 +10,9 @@ from __future__ import annotations
 import os
 
 import pytest
-from rlm_e2b import E2BInterpreter
 
 from rlm_core.errors import InterpreterUnavailableError
+from rlm_e2b import E2BInterpreter
 
 pytestmark = [
     pytest.mark.live,

@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from rlm_e2b import E2BInterpreter
-from rlm_e2b.testing import STANDIN_CAPABILITIES, StandInE2B
 
 from rlm_core.errors import InterpreterUnavailableError
 from rlm_core.interpreter import Interpreter
 from rlm_core.parallel import run_many, with_interpreter
+from rlm_e2b import E2BInterpreter
+from rlm_e2b.testing import STANDIN_CAPABILITIES, StandInE2B
 
 pytestmark = pytest.mark.anyio
 

@@ -11,12 +11,12 @@ from collections.abc import Iterator
 
 import anyio
 import pytest
-from rlm_e2b import E2BInterpreter, guest_command
-from rlm_e2b.testing import DEBUG_SANDBOX_ID, STANDIN_CAPABILITIES, StandInE2B
 
 from rlm_core.bridge.protocol import bootstrap_frame
 from rlm_core.registry import create
 from rlm_core.sync import BlockingInterpreter
+from rlm_e2b import E2BInterpreter, guest_command
+from rlm_e2b.testing import DEBUG_SANDBOX_ID, STANDIN_CAPABILITIES, StandInE2B
 
 pytestmark = pytest.mark.anyio
 

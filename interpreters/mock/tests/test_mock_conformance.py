@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from rlm_conformance import InterpreterConformance, InterpreterFactory
 from rlm_mock import MockInterpreter
 

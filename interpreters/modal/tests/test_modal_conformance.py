@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+
 from rlm_conformance import InterpreterConformance, InterpreterFactory
 from rlm_modal import ModalInterpreter
 from rlm_modal.testing import STANDIN_CAPABILITIES, ModalStandin

@@ -12,10 +12,10 @@ import modal.config
 import modal.exception
 import pytest
 from grpclib import Status
-from rlm_modal import ModalInterpreter
-from rlm_modal.testing import STANDIN_CAPABILITIES, ModalStandin
 
 from rlm_core.errors import ConfigError, InterpreterUnavailableError, SessionLostError
+from rlm_modal import ModalInterpreter
+from rlm_modal.testing import STANDIN_CAPABILITIES, ModalStandin
 
 pytestmark = pytest.mark.anyio
 

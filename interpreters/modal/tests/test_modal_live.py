@@ -11,6 +11,7 @@ import os
 import urllib.parse
 
 import pytest
+
 from rlm_modal import ModalInterpreter
 
 

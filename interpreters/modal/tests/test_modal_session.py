@@ -15,10 +15,10 @@ import anyio
 import pytest
 from modal_proto import api_pb2
 from modal_proto import task_command_router_pb2 as sr_pb2
-from rlm_modal import ModalInterpreter
-from rlm_modal.testing import STANDIN_CAPABILITIES, ModalStandin
 
 from rlm_core.bridge.protocol import HEADER, bootstrap_frame, loader_argv
+from rlm_modal import ModalInterpreter
+from rlm_modal.testing import STANDIN_CAPABILITIES, ModalStandin
 
 pytestmark = pytest.mark.anyio
 

@@ -9,12 +9,12 @@ from pathlib import Path
 import modal.config
 import pytest
 from modal_proto import api_pb2
-from rlm_modal import ModalInterpreter
-from rlm_modal.testing import STANDIN_CAPABILITIES, ModalStandin
 
 from rlm_core.config import load_settings
 from rlm_core.errors import ConfigError
 from rlm_core.registry import create
+from rlm_modal import ModalInterpreter
+from rlm_modal.testing import STANDIN_CAPABILITIES, ModalStandin
 
 CLOUD = "https://api.modal.example"  # never contacted: these tests only read capabilities
 

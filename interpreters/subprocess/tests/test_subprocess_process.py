@@ -9,9 +9,9 @@ import time
 
 import anyio
 import pytest
-from rlm_subprocess import SubprocessInterpreter
 
 from rlm_core.errors import InterpreterUnavailableError, SessionLostError
+from rlm_subprocess import SubprocessInterpreter
 
 pytestmark = pytest.mark.anyio
 
