@@ -182,3 +182,14 @@ async def test_call_to_unknown_tool_gets_a_name_error_reply() -> None:
         "ok": False,
         "error": {"type": "NameError", "message": "no host tool 'nope'"},
     }
+
+
+async def test_unencodable_string_is_refused_before_anything_is_sent() -> None:
+    channel = ScriptedChannel([READY])
+    interp = Scripted(channel)
+    await interp.start()
+    sent_before = len(channel.sent)
+    with pytest.raises(TypeError, match="not valid Unicode"):
+        await interp.set_variables({"ok": "fine", "bad": "x\ud800y"})
+    assert len(channel.sent) == sent_before
+    await interp.aclose()

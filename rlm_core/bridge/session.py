@@ -75,6 +75,15 @@ class GuestChannel(Protocol):
         ...
 
 
+def _utf8_size(text: str) -> int:
+    """Bytes ``text`` takes as UTF-8, without holding a full encoded copy."""
+    if text.isascii():
+        return len(text)
+    return sum(
+        len(text[i : i + _SEND_CHUNK].encode("utf-8")) for i in range(0, len(text), _SEND_CHUNK)
+    )
+
+
 class ChannelInterpreter(abc.ABC):
     """Implements :class:`~rlm_core.interpreter.Interpreter` over a :class:`GuestChannel`.
 
@@ -207,31 +216,42 @@ class ChannelInterpreter(abc.ABC):
         """Bind guest globals; strings and bytes travel raw, other values as JSON text."""
         check_variables(values, reserved=GUEST_BUILTINS | self._tools.keys())
         specs: list[JSON] = []
-        payloads: list[bytes] = []
+        payloads: list[bytes | str] = []
+        sizes: list[int] = []
         limit = self.capabilities.max_variable_bytes
         for name, value in values.items():
+            data: bytes | str
             if isinstance(value, str):
-                kind, data = "str", value.encode("utf-8")
+                # Encoded piece by piece while sending: a 1 GB string is never copied whole.
+                try:
+                    kind, data, size = "str", value, _utf8_size(value)
+                except UnicodeEncodeError as exc:
+                    raise TypeError(
+                        f"variable {name!r} is a str that is not valid Unicode ({exc.reason} at "
+                        f"index {exc.start}); fix the text or pass bytes"
+                    ) from None
             elif isinstance(value, bytes):
-                kind, data = "bytes", value
+                kind, data, size = "bytes", value, len(value)
             else:
                 kind = "json"
                 data = json.dumps(value, ensure_ascii=False, allow_nan=False).encode("utf-8")
-            if limit is not None and len(data) > limit:
+                size = len(data)
+            if limit is not None and size > limit:
                 raise ConfigError(
-                    f"variable {name!r} is {len(data):,} bytes; this backend accepts at most "
+                    f"variable {name!r} is {size:,} bytes; this backend accepts at most "
                     f"{limit:,} bytes per variable (capabilities.max_variable_bytes). Split it, "
                     "or choose a backend with a larger limit."
                 )
-            specs.append({"name": name, "kind": kind, "size": len(data)})
+            specs.append({"name": name, "kind": kind, "size": size})
             payloads.append(data)
+            sizes.append(size)
         async with self._lock:
             self._check_usable()
-            total = sum(len(p) for p in payloads)
+            total = sum(sizes)
+            message_id = next(self._ids)
             body = json.dumps(
-                {"t": "vars", "id": next(self._ids), "vars": specs}, ensure_ascii=False
+                {"t": "vars", "id": message_id, "vars": specs}, ensure_ascii=False
             ).encode("utf-8")
-            message_id = json.loads(body)["id"]
             await self._send_parts(HEADER.pack(len(body), total) + body, payloads)
             await self._await_done(message_id, size_hint=total)
             self._variable_names |= values.keys()
@@ -306,13 +326,18 @@ class ChannelInterpreter(abc.ABC):
     async def _send(self, data: bytes) -> None:
         await self._send_parts(data, ())
 
-    async def _send_parts(self, head: bytes, parts: Sequence[bytes]) -> None:
+    async def _send_parts(self, head: bytes, parts: Sequence[bytes | str]) -> None:
         # Shielded: a write cut off by a cancel would desynchronise the channel.
         assert self._channel is not None
         with anyio.CancelScope(shield=True):
             try:
                 await self._channel.send(head)
                 for part in parts:
+                    if isinstance(part, str):
+                        for offset in range(0, len(part), _SEND_CHUNK):
+                            chunk = part[offset : offset + _SEND_CHUNK].encode("utf-8")
+                            await self._channel.send(chunk)
+                        continue
                     view = memoryview(part)
                     for offset in range(0, len(view), _SEND_CHUNK):
                         await self._channel.send(view[offset : offset + _SEND_CHUNK])
