@@ -63,10 +63,11 @@ async function readInto(target) {
   return true;
 }
 
+const header = new Uint8Array(12);
+const view = new DataView(header.buffer);
+
 async function readFrame() {
-  const header = new Uint8Array(12);
   if (!(await readInto(header))) return null;
-  const view = new DataView(header.buffer);
   const jsonLength = view.getUint32(0);
   const blobLength = Number(view.getBigUint64(4));
   const body = new Uint8Array(jsonLength);
@@ -85,7 +86,7 @@ async function readFrame() {
   if (typeof message !== "object" || message === null || Array.isArray(message)) {
     fatal("a frame is not a JSON object");
   }
-  return { message, text, blob };
+  return { message, text, body, blob };
 }
 
 // ---- the worker ------------------------------------------------------------------------
@@ -114,11 +115,11 @@ worker.onmessage = async (event) => {
   }
 };
 
-function deliverReply(text) {
-  const bytes = encoder.encode(text);
+// Takes the reply frame's UTF-8 bytes as they came: the worker decodes them once.
+function deliverReply(bytes) {
   if (bytes.length > replies.maxByteLength) {
     const error = { ok: false, error: { type: "ValueError", message: "the tool's reply is too large" } };
-    return deliverReply(JSON.stringify(error));
+    return deliverReply(encoder.encode(JSON.stringify(error)));
   }
   if (bytes.length > replies.byteLength) replies.grow(bytes.length);
   new Uint8Array(replies, 0, bytes.length).set(bytes);
@@ -144,7 +145,7 @@ for (;;) {
     if (config.makeSnapshot) await new Promise(() => {}); // the worker exits us when done
     break;
   }
-  const { message, text, blob } = frame;
+  const { message, text, body, blob } = frame;
   switch (message.t) {
     case "interrupt":
       if (message.id !== 0 && message.id === Atomics.load(control, RUNNING)) {
@@ -162,7 +163,7 @@ for (;;) {
     case "reply":
       // A reply to a call an interrupt abandoned is dropped, as the CPython guest does.
       if (message.id !== 0 && message.id === Atomics.load(control, PENDING_CALL)) {
-        deliverReply(text);
+        deliverReply(body);
       }
       break;
     case "shutdown":

@@ -1,9 +1,10 @@
 // The Pyodide side of rlm-deno, running in a Worker started by runner.mjs. It boots Pyodide
 // (from a memory snapshot when one is given and loads, else normally), loads the guest runtime
-// the host sent (rlm_core/bridge/guest.py) and serves its Session. Each frame from the host
-// arrives as a message; each frame for the host leaves as a message. Tool calls block this
-// thread on a SharedArrayBuffer until runner.mjs writes the reply, so they work from plain
-// synchronous Python; the host's interrupt arrives through Pyodide's interrupt buffer.
+// the host sent (rlm_core/bridge/guest.py) and serves its Session. Frames from the host arrive
+// as messages from runner.mjs; frames for the host are written to stdout from here. Tool calls
+// block this thread on a SharedArrayBuffer until runner.mjs writes the reply, so they
+// work from plain synchronous Python; the host's interrupt arrives through Pyodide's interrupt
+// buffer.
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -23,18 +24,19 @@ const GLUE = String.raw`
 import ast, builtins, codecs, hashlib, inspect, io, json, linecache, os, platform
 import re, struct, sys, threading, time, traceback, types
 
-GLUE_REVISION = 1
+GLUE_REVISION = 2
 
 
 def load_guest(blob):
     """Run guest.py's source as module rlm_guest, unless a snapshot already holds this one."""
     source = blob.to_bytes()
-    digest = hashlib.sha256(source).hexdigest()
     module = sys.modules.get("rlm_guest")
-    if module is not None and getattr(module, "__rlm_digest__", None) == digest:
+    # A byte comparison, not a hash: hashing 30 KB with code the snapshot has not run yet
+    # costs milliseconds on a pooled start.
+    if module is not None and getattr(module, "__rlm_source__", None) == source:
         return module
     module = types.ModuleType("rlm_guest")
-    module.__rlm_digest__ = digest
+    module.__rlm_source__ = source
     exec(compile(source, "<rlm-guest>", "exec"), module.__dict__)
     sys.modules["rlm_guest"] = module
     return module
@@ -45,14 +47,16 @@ _prepared = []
 
 def prepare(js):
     """Before the host's boot frame: build the Bridge for the guest the snapshot holds, and
-    run one throwaway cell so the code paths a session uses are compiled already."""
+    return a throwaway one for the worker to run a cell through, so that the code paths a
+    session's first frames take (in V8 and in WebAssembly, compiled lazily) are compiled
+    while the runner waits in the pool rather than after it was handed out."""
     guest = sys.modules.get("rlm_guest")
     if guest is None:
-        return
-    warm = guest.Session(streams="global")
-    warm.execute("x = [1, 'a']\nprint(x)\nx", 1000)
-    json.loads(json.dumps({"t": "result", "x": [1.5, "\u00e9"]}))
+        return None
+    warm = Bridge(guest, js)
+    warm.handle(json.dumps({"t": "register", "id": 0, "tools": [], "outputs": None}), None)
     _prepared[:] = [Bridge(guest, js)]
+    return warm
 
 
 def bridge_for(blob, js):
@@ -94,6 +98,8 @@ class Bridge(object):
     def __init__(self, guest, js):
         self.guest = guest
         self.js = js
+        # Looked up once: each attribute access on a JsProxy makes a new proxy.
+        self._call_js = js.callTool
 
         class DenoSession(guest.Session):
             # The host's interrupt reaches Python as KeyboardInterrupt from the interrupt buffer;
@@ -154,7 +160,7 @@ class Bridge(object):
         self._next_call += 1
         call_id = self._next_call
         text = self._encode({"t": "call", "id": call_id, "name": name, "args": args, "kwargs": kwargs})
-        reply = self.js.callTool(call_id, text)
+        reply = self._call_js(call_id, text)
         if reply is None:
             # The host timed the cell out while it waited for this tool.
             raise KeyboardInterrupt()
@@ -256,15 +262,29 @@ class Bridge(object):
 // guest code cannot reach a module-scope binding.
 const stdoutWrite = Deno.stdout.writeSync.bind(Deno.stdout);
 
-function sendFrame(jsonText) {
-  const body = encoder.encode(jsonText);
-  const frame = new Uint8Array(12 + body.length);
-  const view = new DataView(frame.buffer);
-  view.setUint32(0, body.length);
-  view.setBigUint64(4, 0n);
-  frame.set(body, 12);
+// Small frames (tool calls, most results) are encoded straight into one reused buffer behind
+// their header: no allocation or copy per frame. UTF-8 needs at most 3 bytes per UTF-16 unit.
+const frameBuffer = new Uint8Array(64 * 1024);
+const frameView = new DataView(frameBuffer.buffer);
+
+function writeAll(bytes) {
   let offset = 0;
-  while (offset < frame.length) offset += stdoutWrite(frame.subarray(offset));
+  while (offset < bytes.length) offset += stdoutWrite(bytes.subarray(offset));
+}
+
+function sendFrame(jsonText) {
+  if (12 + jsonText.length * 3 <= frameBuffer.length) {
+    const { written } = encoder.encodeInto(jsonText, frameBuffer.subarray(12));
+    frameView.setUint32(0, written);
+    frameView.setBigUint64(4, 0n);
+    writeAll(frameBuffer.subarray(0, 12 + written));
+    return;
+  }
+  const body = encoder.encode(jsonText);
+  const header = new Uint8Array(12);
+  new DataView(header.buffer).setUint32(0, body.length);
+  writeAll(header);
+  writeAll(body);
 }
 
 function post(message, transfer = []) {
@@ -431,7 +451,7 @@ async function boot() {
     try {
       const bytes = Deno.readFileSync(config.snapshot);
       pyodide = await loadPyodide({ ...options, _loadSnapshot: bytes });
-      pyodide.runPython("import sys; assert sys.modules['_rlm_deno_glue'].GLUE_REVISION == 1");
+      pyodide.runPython("import sys; assert sys.modules['_rlm_deno_glue'].GLUE_REVISION == 2");
     } catch (error) {
       snapshotError = String(error && error.message || error).slice(0, 500);
       pyodide = undefined;
@@ -463,8 +483,18 @@ async function boot() {
     if (config.packages && config.packages.length) await loadPackages(config.packages);
     importHints = missingPackages();
     const glue = pyodide.pyimport("_rlm_deno_glue");
-    glue.prepare(JS_API);
+    const warm = glue.prepare(JS_API);
     glue.destroy();
+    if (warm) {
+      // The same route the host's first cell takes (JSON frame in, result text out); the
+      // answer is dropped and the throwaway session with it.
+      const cell = { t: "exec", id: 0, code: "x = [1, 'a']\nprint(x)\nx", max_output_chars: 1000 };
+      warm.handle(JSON.stringify(cell), undefined);
+      takeFdOutput(0);
+      takeFdOutput(1);
+      warm.destroy();
+    }
+    bootInfo.python = pyodide.runPython("import platform; platform.python_version()");
   }
 }
 
@@ -511,6 +541,7 @@ function callTool(id, text) {
   while (Atomics.load(control, 0) === 0) Atomics.wait(control, 0, 0);
   if (Atomics.load(control, 0) === 2) return undefined;
   const length = Atomics.load(control, 1);
+  // TextDecoder refuses views of shared memory, hence the copy.
   return decoder.decode(new Uint8Array(replies, 0, length).slice());
 }
 
@@ -540,17 +571,14 @@ async function handleBoot(message, blob) {
   }
   bridge = glue.bridge_for(blob, JS_API);
   handle = bridge.handle;
-  const platform = pyodide.pyimport("platform");
   const ready = {
     t: "ready",
     protocol: message.protocol,
-    python: platform.python_version(),
     implementation: "Pyodide " + pyodide.version,
     pid: 0,
     ...bootInfo,
     boot_frame_ms: 0,
   };
-  platform.destroy();
   glue.destroy();
   lockDown();
   ready.boot_frame_ms = Math.round((performance.now() - started) * 100) / 100;
@@ -619,7 +647,7 @@ async function handleFrame(text, blob) {
 let pendingEnv = {};
 let queue = Promise.resolve();
 
-self.onmessage = (event) => {
+function receive(event) {
   const data = event.data;
   if (data.kind === "init") {
     config = data.config;
@@ -646,4 +674,6 @@ self.onmessage = (event) => {
     });
   }
   queue = queue.catch((error) => fatal(error && error.stack || error));
-};
+}
+
+self.onmessage = receive;

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import pytest
+
 from rlm_conformance import InterpreterConformance, InterpreterFactory
 from rlm_deno import DenoInterpreter, DenoPool
 

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from rlm_deno import DenoInterpreter, _setup
 from rlm_deno import _interpreter as deno_internals
 

@@ -9,10 +9,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from rlm_deno import DenoInterpreter
 
 from rlm_core.errors import ConfigError
 from rlm_core.registry import create
+from rlm_deno import DenoInterpreter
 
 pytestmark = pytest.mark.anyio
 

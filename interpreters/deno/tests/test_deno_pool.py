@@ -6,10 +6,9 @@ from __future__ import annotations
 import asyncio
 import time
 
+from rlm_core.registry import create
 from rlm_deno import DenoInterpreter, DenoPool
 from rlm_deno._channel import DenoProcess
-
-from rlm_core.registry import create
 
 
 def _wait_ready(pool: DenoPool, count: int) -> None:

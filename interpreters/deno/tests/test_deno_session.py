@@ -6,9 +6,9 @@ import time
 
 import anyio
 import pytest
-from rlm_deno import MAX_VARIABLE_BYTES, DenoInterpreter
 
 from rlm_core.errors import ConfigError, InterpreterUnavailableError, SessionLostError
+from rlm_deno import MAX_VARIABLE_BYTES, DenoInterpreter
 
 pytestmark = pytest.mark.anyio
 

@@ -9,9 +9,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-from rlm_deno import PYODIDE_VERSION, DenoInterpreter, _setup
 
 from rlm_core.errors import InterpreterUnavailableError
+from rlm_deno import PYODIDE_VERSION, DenoInterpreter, _setup
 
 pytestmark = pytest.mark.anyio
 
