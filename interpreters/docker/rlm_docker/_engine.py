@@ -12,6 +12,8 @@ import contextlib
 import os
 import socket
 import threading
+import time
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -266,22 +268,32 @@ def launch(
     return Attached(container_id=container_id, sock=raw, keep_alive=keep_alive)
 
 
+_REMOVE_ATTEMPTS = 4
+
+
 def remove(client: docker.APIClient, container_id: str) -> str:
     """Stop and remove the container; return how it ended (exit code, OOM kill) if it had."""
     ending = ""
-    try:
+    with contextlib.suppress(docker.errors.DockerException, requests.RequestException, OSError):
         state = client.inspect_container(container_id).get("State") or {}
         if state.get("OOMKilled"):
             ending = "the container was killed for exceeding its memory limit"
         elif state.get("Status") == "exited":
             ending = f"the container exited with code {state.get('ExitCode')}"
-        client.remove_container(container_id, force=True)
-    except docker.errors.NotFound:
-        pass
-    except (docker.errors.DockerException, requests.RequestException, OSError) as exc:
-        # Still tracked: the atexit hook tries once more.
-        return (f"{ending}; " if ending else "") + (
-            f"could not remove container {container_id[:12]}: {exc}"
-        )
+    # A busy engine may refuse a removal for a moment (409 "removal already in progress", a
+    # read timeout): try a few times before leaving it to the atexit hook.
+    for attempt in range(_REMOVE_ATTEMPTS):
+        try:
+            client.remove_container(container_id, force=True)
+            break
+        except docker.errors.NotFound:
+            break
+        except (docker.errors.DockerException, requests.RequestException, OSError) as exc:
+            if attempt == _REMOVE_ATTEMPTS - 1:
+                problem = f"could not remove container {container_id[:12]}: {exc}"
+                # A container left running is a leak the user should hear about.
+                warnings.warn(problem + " (retried at exit)", RuntimeWarning, stacklevel=2)
+                return (f"{ending}; " if ending else "") + problem
+            time.sleep(0.25 * (attempt + 1))
     _untrack(container_id)
     return ending
