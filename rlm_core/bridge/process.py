@@ -19,8 +19,21 @@ import anyio
 from anyio.abc import Process
 
 from rlm_core.errors import InterpreterUnavailableError
+from rlm_core.interpreter import Capabilities
 
-__all__ = ["ProcessChannel", "open_process_channel"]
+__all__ = ["LOCAL_PROCESS_CAPABILITIES", "ProcessChannel", "open_process_channel"]
+
+LOCAL_PROCESS_CAPABILITIES = Capabilities(
+    isolation="process",
+    network=True,
+    writable_filesystem=True,
+    survives_timeout=True,
+    max_variable_bytes=None,
+    host_env_visible=False,
+    host_files_visible=True,
+)
+"""What a guest in a local child process with a clean environment truly gets: its own memory
+and environment, but the host's files and network (the subprocess backend, test stand-ins)."""
 
 _STDERR_TAIL = 4000
 

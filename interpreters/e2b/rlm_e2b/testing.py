@@ -34,7 +34,7 @@ from connectrpc.request import RequestContext
 from e2b.envd.process import process_connect, process_pb
 from protobuf import Oneof
 
-from rlm_core.interpreter import Capabilities
+from rlm_core.bridge.process import LOCAL_PROCESS_CAPABILITIES
 
 __all__ = [
     "DEBUG_SANDBOX_ID",
@@ -46,15 +46,7 @@ __all__ = [
     "StandInSettings",
 ]
 
-STANDIN_CAPABILITIES = Capabilities(
-    isolation="process",
-    network=True,
-    writable_filesystem=True,
-    survives_timeout=True,
-    max_variable_bytes=None,
-    host_env_visible=False,
-    host_files_visible=True,
-)
+STANDIN_CAPABILITIES = LOCAL_PROCESS_CAPABILITIES
 """What a sandbox of the stand-in really enforces: a local process with a clean environment."""
 
 DEBUG_SANDBOX_ID = "debug_sandbox_id"

@@ -32,20 +32,11 @@ from grpclib import GRPCError, Status
 from modal_proto import api_grpc, api_pb2, task_command_router_grpc
 from modal_proto import task_command_router_pb2 as sr_pb2
 
-from rlm_core.interpreter import Capabilities
+from rlm_core.bridge.process import LOCAL_PROCESS_CAPABILITIES
 
 __all__ = ["STANDIN_CAPABILITIES", "ModalStandin", "RecordedCall"]
 
-STANDIN_CAPABILITIES = Capabilities(
-    isolation="process",
-    network=True,
-    writable_filesystem=True,
-    survives_timeout=True,
-    max_variable_bytes=None,
-    python_version=None,
-    host_env_visible=False,
-    host_files_visible=True,
-)
+STANDIN_CAPABILITIES = LOCAL_PROCESS_CAPABILITIES
 """What a sandbox of the stand-in really enforces: a local process with a clean environment.
 
 Pass it as ``ModalInterpreter(capabilities=...)`` so isolation probes are not claimed falsely.

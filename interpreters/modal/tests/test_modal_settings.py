@@ -163,7 +163,6 @@ async def test_standin_option_runs_offline_and_claims_only_a_local_process(
         monkeypatch.delenv(name, raising=False)
     interp = create("modal?standin=true")
     assert isinstance(interp, ModalInterpreter)
-    assert interp.capabilities.isolation == "process"
-    assert interp.capabilities.host_files_visible
+    assert interp.capabilities == STANDIN_CAPABILITIES
     async with interp:
         assert (await interp.execute("6 * 7")).value == "42"

@@ -8,7 +8,7 @@ import sys
 import tempfile
 from typing import Any
 
-from rlm_core.bridge.process import open_process_channel
+from rlm_core.bridge.process import LOCAL_PROCESS_CAPABILITIES, open_process_channel
 from rlm_core.bridge.protocol import loader_argv
 from rlm_core.bridge.session import ChannelInterpreter, GuestChannel
 from rlm_core.errors import InterpreterUnavailableError
@@ -53,16 +53,7 @@ class SubprocessInterpreter(ChannelInterpreter):
     @property
     def capabilities(self) -> Capabilities:
         """A separate process: not a security boundary; survives timeouts via SIGINT."""
-        return Capabilities(
-            isolation="process",
-            network=True,
-            writable_filesystem=True,
-            survives_timeout=True,
-            max_variable_bytes=None,
-            python_version=None,
-            host_env_visible=False,
-            host_files_visible=True,
-        )
+        return LOCAL_PROCESS_CAPABILITIES
 
     async def open_channel(self) -> GuestChannel:
         """Start the guest as a child process."""
