@@ -16,12 +16,17 @@ const decoder = new TextDecoder();
 //   0: reply state (0 waiting, 1 reply ready, 2 interrupted)   1: reply length
 //   2: id of the cell the host timed out   3: id of the tool call the worker waits for
 //   4: id of the cell being run (set here when forwarded, cleared by the worker when done)
+//   5: id of the cell the worker has delivered its timeout to
 // The worker writes its frames to stdout itself; these slots are all this thread needs.
 const control = new Int32Array(new SharedArrayBuffer(32));
 const REPLY_STATE = 0;
 const TIMED_OUT = 2;
 const PENDING_CALL = 3;
 const RUNNING = 4;
+const DELIVERED = 5;
+// CPython reads and clears the interrupt buffer in two plain steps, so a signal stored between
+// them is lost; the interrupt is pressed again at this interval until the worker delivers it.
+const REPRESS_MS = 20;
 const interrupt = new Int32Array(new SharedArrayBuffer(4));
 // Growable so a tool reply of any size fits without chunking; only touched bytes are committed.
 const replies = new SharedArrayBuffer(64 * 1024, { maxByteLength: 1024 * 1024 * 1024 });
@@ -129,6 +134,24 @@ function deliverReply(bytes) {
   Atomics.notify(control, REPLY_STATE);
 }
 
+// Signals the timeout of cell `id` on every route a running cell can be reached by, unless the
+// cell has ended or the worker has delivered it already; says whether it is still pending.
+function pressInterrupt(id) {
+  if (Atomics.load(control, RUNNING) !== id || Atomics.load(control, DELIVERED) === id) {
+    return false;
+  }
+  if (Atomics.load(interrupt, 0) === 0) {
+    Atomics.store(interrupt, 0, 2); // SIGINT for Pyodide's interrupt buffer
+    Atomics.notify(interrupt, 0); // wakes a cell in time.sleep
+  }
+  if (Atomics.load(control, PENDING_CALL) !== 0) { // a cell waiting on a tool's reply
+    Atomics.store(control, PENDING_CALL, 0);
+    Atomics.store(control, REPLY_STATE, 2);
+    Atomics.notify(control, REPLY_STATE);
+  }
+  return true;
+}
+
 worker.postMessage({
   kind: "init",
   config,
@@ -150,14 +173,11 @@ for (;;) {
     case "interrupt":
       if (message.id !== 0 && message.id === Atomics.load(control, RUNNING)) {
         Atomics.store(control, TIMED_OUT, message.id);
-        Atomics.store(interrupt, 0, 2); // SIGINT for Pyodide's interrupt buffer
-        Atomics.notify(interrupt, 0); // wakes a cell in time.sleep
+        pressInterrupt(message.id);
         worker.postMessage({ kind: "interrupt" }); // reaches a cell suspended in `await`
-        if (Atomics.load(control, PENDING_CALL) !== 0) {
-          Atomics.store(control, PENDING_CALL, 0);
-          Atomics.store(control, REPLY_STATE, 2);
-          Atomics.notify(control, REPLY_STATE);
-        }
+        const timer = setInterval(() => {
+          if (!pressInterrupt(message.id)) clearInterval(timer);
+        }, REPRESS_MS);
       }
       break;
     case "reply":

@@ -10,7 +10,13 @@ const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
 let config;
-let control; // Int32Array: [reply state, reply length, exec id the host timed out]
+let control; // Int32Array shared with runner.mjs, which describes its slots
+const REPLY_STATE = 0;
+const REPLY_LENGTH = 1;
+const TIMED_OUT = 2;
+const PENDING_CALL = 3;
+const RUNNING = 4;
+const DELIVERED = 5;
 let interruptBuffer;
 let replies;
 let pyodide;
@@ -22,9 +28,9 @@ let currentExec = 0;
 // Everything Python-side that is not guest.py: loaded once, kept in the memory snapshot.
 const GLUE = String.raw`
 import ast, builtins, codecs, hashlib, inspect, io, json, linecache, os, platform
-import re, struct, sys, threading, time, traceback, types
+import re, signal, struct, sys, threading, time, traceback, types
 
-GLUE_REVISION = 2
+GLUE_REVISION = 3
 
 
 def load_guest(blob):
@@ -63,9 +69,12 @@ def bridge_for(blob, js):
     """The Bridge for the guest runtime the host sent (the prepared one if it is the same)."""
     guest = load_guest(blob)
     if _prepared and _prepared[0].guest is guest:
-        return _prepared.pop()
-    del _prepared[:]
-    return Bridge(guest, js)
+        bridge = _prepared.pop()
+    else:
+        del _prepared[:]
+        bridge = Bridge(guest, js)
+    bridge.serve_interrupts()
+    return bridge
 
 
 def cancel_tasks():
@@ -102,8 +111,8 @@ class Bridge(object):
         self._call_js = js.callTool
 
         class DenoSession(guest.Session):
-            # The host's interrupt reaches Python as KeyboardInterrupt from the interrupt buffer;
-            # the flag says whether the host asked for it (a timeout) or the cell raised it.
+            # Whether the host timed this cell out: a KeyboardInterrupt the cell raises, or the
+            # CancelledError of an awaiting cell whose tasks were cancelled, is then the timeout.
             @property
             def timeout_requested(self):
                 return bool(js.timeoutRequested())
@@ -122,11 +131,23 @@ class Bridge(object):
             if seconds < 0:
                 raise ValueError("sleep length must be non-negative")
             if js.sleepInterruptibly(float(seconds)):
-                raise KeyboardInterrupt()
+                raise guest.CellTimeout()
 
         sleep.__doc__ = real_sleep.__doc__
         time.sleep = sleep
         self._next_call = 0
+
+    def serve_interrupts(self):
+        """Turn the host's timeout (SIGINT from the interrupt buffer) into this session's cell."""
+        session, guest, take = self.session, self.guest, self.js.takeInterrupt
+
+        def on_sigint(signum, frame):
+            # CPython takes the signal wherever it happens to be; it is raised only inside the
+            # cell and only once, and runner.mjs presses again until it has been.
+            if session.in_user_code and take():
+                raise guest.CellTimeout()
+
+        signal.signal(signal.SIGINT, on_sigint)
 
     def _flush(self):
         # Runs at the end of every cell: move fd-level output into the cell's capture.
@@ -163,7 +184,7 @@ class Bridge(object):
         reply = self._call_js(call_id, text)
         if reply is None:
             # The host timed the cell out while it waited for this tool.
-            raise KeyboardInterrupt()
+            raise self.guest.CellTimeout()
         return json.loads(reply)
 
     def handle(self, text, blob):
@@ -223,17 +244,7 @@ class Bridge(object):
 
     def _execute(self, message):
         started = time.perf_counter()
-        try:
-            result = self.session.execute(message["code"], int(message["max_output_chars"]))
-        except KeyboardInterrupt:
-            # The interrupt landed just outside the cell's own try block.
-            result = _frame_error(message.get("id"), "")
-            result.update(timed_out=True, truncated=False, error={
-                "type": "TimeoutError",
-                "message": "the cell ran past its timeout and was interrupted",
-                "traceback": "",
-                "lineno": None,
-            })
+        result = self.session.execute(message["code"], int(message["max_output_chars"]))
         error = result.get("error")
         if error and error.get("type") == "CancelledError" and self.session.timeout_requested:
             result["timed_out"] = True
@@ -451,7 +462,7 @@ async function boot() {
     try {
       const bytes = Deno.readFileSync(config.snapshot);
       pyodide = await loadPyodide({ ...options, _loadSnapshot: bytes });
-      pyodide.runPython("import sys; assert sys.modules['_rlm_deno_glue'].GLUE_REVISION == 2");
+      pyodide.runPython("import sys; assert sys.modules['_rlm_deno_glue'].GLUE_REVISION == 3");
     } catch (error) {
       snapshotError = String(error && error.message || error).slice(0, 500);
       pyodide = undefined;
@@ -522,7 +533,7 @@ function sleepInterruptibly(seconds) {
   for (;;) {
     if (Atomics.load(interruptBuffer, 0) !== 0) {
       Atomics.store(interruptBuffer, 0, 0);
-      return true;
+      if (takeInterrupt()) return true;
     }
     const left = deadline - performance.now();
     if (left <= 0) return false;
@@ -531,16 +542,27 @@ function sleepInterruptibly(seconds) {
 }
 
 function timeoutRequested() {
-  return currentExec !== 0 && Atomics.load(control, 2) === currentExec;
+  return currentExec !== 0 && Atomics.load(control, TIMED_OUT) === currentExec;
+}
+
+// True once per timed-out cell: the caller raises the timeout in it, and runner.mjs stops
+// pressing the interrupt.
+function takeInterrupt() {
+  if (!timeoutRequested() || Atomics.load(control, DELIVERED) === currentExec) return false;
+  Atomics.store(control, DELIVERED, currentExec);
+  return true;
 }
 
 function callTool(id, text) {
-  Atomics.store(control, 0, 0);
-  Atomics.store(control, 3, id);
+  Atomics.store(control, REPLY_STATE, 0);
+  Atomics.store(control, PENDING_CALL, id);
   sendFrame(text);
-  while (Atomics.load(control, 0) === 0) Atomics.wait(control, 0, 0);
-  if (Atomics.load(control, 0) === 2) return undefined;
-  const length = Atomics.load(control, 1);
+  while (Atomics.load(control, REPLY_STATE) === 0) Atomics.wait(control, REPLY_STATE, 0);
+  if (Atomics.load(control, REPLY_STATE) === 2) {
+    Atomics.store(control, DELIVERED, currentExec);
+    return undefined;
+  }
+  const length = Atomics.load(control, REPLY_LENGTH);
   // TextDecoder refuses views of shared memory, hence the copy.
   return decoder.decode(new Uint8Array(replies, 0, length).slice());
 }
@@ -548,6 +570,7 @@ function callTool(id, text) {
 // What the Python side may call; handed to each Bridge.
 const JS_API = {
   timeoutRequested: (...args) => timeoutRequested(...args),
+  takeInterrupt: (...args) => takeInterrupt(...args),
   callTool: (...args) => callTool(...args),
   takeFdOutput: (...args) => takeFdOutput(...args),
   importHint: (...args) => importHint(...args),
@@ -593,7 +616,7 @@ const ASYNC_CODE = /\b(await|async)\b/;
 let awaitingCell = false;
 
 function cancelTasks() {
-  // Entering Python with the buffer still set would raise KeyboardInterrupt right here.
+  // The timeout is delivered by cancelling; a signal still pending would only be dropped.
   Atomics.store(interruptBuffer, 0, 0);
   try {
     const glue = pyodide.pyimport("_rlm_deno_glue");
@@ -610,8 +633,8 @@ async function handleFrame(text, blob) {
     currentExec = message.id;
     takeFdOutput(0);
     takeFdOutput(1);
-    if (Atomics.load(control, 2) !== currentExec) {
-      Atomics.store(control, 2, 0);
+    if (Atomics.load(control, TIMED_OUT) !== currentExec) {
+      Atomics.store(control, TIMED_OUT, 0);
       Atomics.store(interruptBuffer, 0, 0);
     }
   } else {
@@ -635,7 +658,7 @@ async function handleFrame(text, blob) {
   } finally {
     if (message.t === "exec") {
       currentExec = 0;
-      Atomics.store(control, 4, 0);
+      Atomics.store(control, RUNNING, 0);
       Atomics.store(interruptBuffer, 0, 0);
     }
   }
@@ -658,7 +681,7 @@ function receive(event) {
   } else if (data.kind === "interrupt") {
     // Only reaches this thread while a cell is suspended in `await` (otherwise Python holds the
     // thread and the interrupt buffer does the job): cancel its tasks so the cell resumes.
-    if (awaitingCell && timeoutRequested()) cancelTasks();
+    if (awaitingCell && takeInterrupt()) cancelTasks();
     return;
   } else if (data.kind === "frame") {
     queue = queue.then(() => {
