@@ -74,6 +74,16 @@ class ToolTests(ConformanceBase):
         got = await self.value(interpreter, "echo(1, 'two', [3], key='v', other=None)")
         assert got == repr({"args": [1, "two", [3]], "kwargs": {"key": "v", "other": None}})
 
+    async def test_named_parameter_before_var_args(self, interpreter: Interpreter) -> None:
+        """A named parameter followed by ``*args`` takes extra positionals, as in Python."""
+
+        def join(sep: str, *parts: str) -> str:
+            return sep.join(parts)
+
+        await interpreter.register({"join": join})
+        assert await self.value(interpreter, "join('-', 'a', 'b', 'c')") == "'a-b-c'"
+        assert await self.value(interpreter, "join(sep='+')") == "''"
+
     async def test_wrong_arguments_are_a_guest_type_error(self, interpreter: Interpreter) -> None:
         """Arguments the signature rejects raise TypeError in the guest; the host is not called."""
         tools = TrackingTools()

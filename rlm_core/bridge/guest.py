@@ -21,6 +21,7 @@ import inspect
 import io
 import json
 import linecache
+import math
 import os
 import struct
 import sys
@@ -172,13 +173,32 @@ class _HostDefault(object):
 
 _HOST_DEFAULT = _HostDefault()
 
+
+_EMPTY = inspect.Parameter.empty
+_POSITIONAL_ONLY = inspect.Parameter.POSITIONAL_ONLY
+_POSITIONAL_OR_KEYWORD = inspect.Parameter.POSITIONAL_OR_KEYWORD
+_VAR_POSITIONAL = inspect.Parameter.VAR_POSITIONAL
+_KEYWORD_ONLY = inspect.Parameter.KEYWORD_ONLY
+_VAR_KEYWORD = inspect.Parameter.VAR_KEYWORD
 _KINDS = {
-    "positional_only": inspect.Parameter.POSITIONAL_ONLY,
-    "positional_or_keyword": inspect.Parameter.POSITIONAL_OR_KEYWORD,
-    "var_positional": inspect.Parameter.VAR_POSITIONAL,
-    "keyword_only": inspect.Parameter.KEYWORD_ONLY,
-    "var_keyword": inspect.Parameter.VAR_KEYWORD,
+    "positional_only": _POSITIONAL_ONLY,
+    "positional_or_keyword": _POSITIONAL_OR_KEYWORD,
+    "var_positional": _VAR_POSITIONAL,
+    "keyword_only": _KEYWORD_ONLY,
+    "var_keyword": _VAR_KEYWORD,
 }
+
+
+def _all_scalars(values):
+    """Whether every value is a str, int, bool, None or finite float: JSON with no check."""
+    for value in values:
+        kind = type(value)
+        if kind is float:
+            if not math.isfinite(value):
+                return False
+        elif not (kind is str or kind is int or kind is bool or value is None):
+            return False
+    return True
 
 
 def _safe_str(value):
@@ -269,23 +289,26 @@ class Session(object):
                 default = _HOST_DEFAULT if p.get("host_default") else p.get("default")
             params.append(inspect.Parameter(p["name"], _KINDS[p["kind"]], default=default))
         signature = inspect.Signature(params)
+        # Plain positional calls, the common case, skip Signature.bind (costly in a WebAssembly
+        # guest) when they fill the leading positional parameters and leave none required.
+        leading = 0
+        for param in params:
+            if param.kind not in (_POSITIONAL_ONLY, _POSITIONAL_OR_KEYWORD):
+                break
+            leading += 1
+        fewest = sum(1 for param in params[:leading] if param.default is _EMPTY)
+        if any(p.kind == _KEYWORD_ONLY and p.default is _EMPTY for p in params):
+            fewest = leading + 1  # a required keyword-only parameter: never the fast path
         session = self
 
         def tool(*args, **kwargs):
-            bound = signature.bind(*args, **kwargs)  # TypeError like the host function's
-            call_args = []
-            call_kwargs = {}
-            for pname, value in bound.arguments.items():
-                kind = signature.parameters[pname].kind
-                if kind == inspect.Parameter.VAR_POSITIONAL:
-                    call_args.extend(value)
-                elif kind == inspect.Parameter.VAR_KEYWORD:
-                    call_kwargs.update(value)
-                elif kind == inspect.Parameter.POSITIONAL_ONLY:
-                    call_args.append(value)
-                else:
-                    call_kwargs[pname] = value
-            _json_check([call_args, call_kwargs], "an argument of {}()".format(name))
+            if not kwargs and fewest <= len(args) <= leading:
+                call_args, call_kwargs = list(args), {}
+            else:
+                bound = signature.bind(*args, **kwargs)  # TypeError like the host function's
+                call_args, call_kwargs = list(bound.args), dict(bound.kwargs)
+            if not (_all_scalars(call_args) and _all_scalars(call_kwargs.values())):
+                _json_check([call_args, call_kwargs], "an argument of {}()".format(name))
             return session._dispatch(name, call_args, call_kwargs)
 
         tool.__name__ = name

@@ -27,7 +27,7 @@ let currentExec = 0;
 
 // Everything Python-side that is not guest.py: loaded once, kept in the memory snapshot.
 const GLUE = String.raw`
-import ast, builtins, codecs, hashlib, inspect, io, json, linecache, os, platform
+import ast, builtins, codecs, hashlib, inspect, io, json, linecache, math, os, platform
 import re, signal, struct, sys, threading, time, traceback, types
 
 GLUE_REVISION = 3
