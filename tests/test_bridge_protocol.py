@@ -193,3 +193,17 @@ async def test_unencodable_string_is_refused_before_anything_is_sent() -> None:
         await interp.set_variables({"ok": "fine", "bad": "x\ud800y"})
     assert len(channel.sent) == sent_before
     await interp.aclose()
+
+
+async def test_tool_result_over_the_frame_limit_is_a_guest_error_not_a_lost_session() -> None:
+    from rlm_subprocess import SubprocessInterpreter
+
+    interp = SubprocessInterpreter()
+    interp.max_frame_bytes = 100_000
+    async with interp:
+        await interp.register({"big": lambda n: "x" * n})
+        result = await interp.execute("big(200_000)")
+        assert result.error is not None
+        assert result.error.type == "ValueError"
+        assert "frame limit" in result.error.message
+        assert (await interp.execute("len(big(1000))")).value == "1000"

@@ -595,9 +595,13 @@ def read_frame(fd):
     return message, blob
 
 
+# json.dumps with options builds a new encoder per call; frames are encoded often.
+encode_json = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
+
+
 def encode_frame(message, blob=b""):
     """Encode one frame (used by the host too, so both sides share the format)."""
-    body = json.dumps(message, ensure_ascii=False, allow_nan=False).encode("utf-8")
+    body = encode_json(message).encode("utf-8")
     return HEADER.pack(len(body), len(blob)) + body + bytes(blob)
 
 

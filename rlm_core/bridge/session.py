@@ -12,6 +12,7 @@ import abc
 import contextlib
 import itertools
 import json
+import math
 import time
 from collections.abc import Mapping, Sequence
 from types import TracebackType
@@ -284,6 +285,10 @@ class ChannelInterpreter(abc.ABC):
                         "id": exec_id,
                         "code": code,
                         "max_output_chars": max_output_chars,
+                        # For guests that enforce it themselves too (JSON has no infinity).
+                        "timeout": timeout
+                        if timeout is not None and math.isfinite(timeout)
+                        else None,
                     }
                 )
             )
@@ -401,6 +406,14 @@ class ChannelInterpreter(abc.ABC):
         kwargs = require(message, "kwargs", dict)
         reply = await call_host_tool(self, self._tools, name, args, kwargs)
         reply_frame = encode_frame({"t": "reply", "id": call_id, **reply})
+        if len(reply_frame) > self.max_frame_bytes:
+            too_large = (
+                f"{name}() returned {len(reply_frame):,} bytes of JSON, over the "
+                f"{self.max_frame_bytes:,}-byte frame limit; return less, or pass large data "
+                "to the sandbox as a variable"
+            )
+            error = {"type": "ValueError", "message": too_large}
+            reply_frame = encode_frame({"t": "reply", "id": call_id, "ok": False, "error": error})
         await self._send(reply_frame)
 
     def _to_result(self, message: dict[str, JSON], duration: float) -> ExecutionResult:

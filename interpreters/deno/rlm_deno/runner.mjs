@@ -1,35 +1,30 @@
-// The Deno side of rlm-deno: owns the process's real stdin/stdout and speaks the framed
-// protocol of rlm_core/bridge (docs/protocol.md). Pyodide runs in a Worker (worker.mjs) so that
-// this thread stays free to receive an `interrupt` frame while a cell runs; tool calls from the
-// worker block on a SharedArrayBuffer that this thread fills with the host's reply.
+// The Deno side of rlm-deno. The Pyodide worker (worker.mjs) speaks the framed protocol of
+// rlm_core/bridge (docs/protocol.md) itself: it reads stdin and writes stdout, so a tool call's
+// reply goes straight from the host to the thread waiting for it. This thread stays free while
+// a cell runs, to do what the worker cannot do then: enforce the cell's timeout (the host's
+// `interrupt` frame waits unread in the pipe while Python runs), write the memory snapshot, and
+// end the process.
 //
 // It imports nothing: Pyodide is loaded by the worker from the local directory named in the
 // configuration (argv[0], JSON), so no registry or CDN is touched at run time.
 
 const config = JSON.parse(Deno.args[0]);
-const stdin = Deno.stdin;
-const stdout = Deno.stdout;
 const encoder = new TextEncoder();
-const decoder = new TextDecoder();
 
 // Control block shared with the worker (Int32 slots):
-//   0: reply state (0 waiting, 1 reply ready, 2 interrupted)   1: reply length
-//   2: id of the cell the host timed out   3: id of the tool call the worker waits for
-//   4: id of the cell being run (set here when forwarded, cleared by the worker when done)
-//   5: id of the cell the worker has delivered its timeout to
-// The worker writes its frames to stdout itself; these slots are all this thread needs.
-const control = new Int32Array(new SharedArrayBuffer(32));
-const REPLY_STATE = 0;
-const TIMED_OUT = 2;
-const PENDING_CALL = 3;
-const RUNNING = 4;
-const DELIVERED = 5;
+//   0: id of the cell being run, 0 between cells (written by the worker)
+//   1: id of the cell that ran out of time (written here, or by the worker when it reads the
+//      host's `interrupt` while waiting for a tool)
+//   2: id of the cell the worker has delivered its timeout to (written by the worker)
+const control = new Int32Array(new SharedArrayBuffer(12));
+const RUNNING = 0;
+const TIMED_OUT = 1;
+const DELIVERED = 2;
+// Pyodide's interrupt buffer (2 = SIGINT); `time.sleep` in the guest waits on it too.
+const interrupt = new Int32Array(new SharedArrayBuffer(4));
 // CPython reads and clears the interrupt buffer in two plain steps, so a signal stored between
 // them is lost; the interrupt is pressed again at this interval until the worker delivers it.
 const REPRESS_MS = 20;
-const interrupt = new Int32Array(new SharedArrayBuffer(4));
-// Growable so a tool reply of any size fits without chunking; only touched bytes are committed.
-const replies = new SharedArrayBuffer(64 * 1024, { maxByteLength: 1024 * 1024 * 1024 });
 
 function fatal(message) {
   try {
@@ -38,63 +33,6 @@ function fatal(message) {
     Deno.exit(1);
   }
 }
-
-// ---- input: a buffered reader that can fill a caller's buffer directly ------------------
-
-const chunk = new Uint8Array(1 << 20);
-let pending = new Uint8Array(0);
-
-async function readInto(target) {
-  let filled = 0;
-  const fromPending = Math.min(pending.length, target.length);
-  target.set(pending.subarray(0, fromPending));
-  pending = pending.subarray(fromPending);
-  filled = fromPending;
-  while (filled < target.length) {
-    const want = target.length - filled;
-    if (want >= chunk.length) {
-      const n = await stdin.read(target.subarray(filled));
-      if (n === null) return false;
-      filled += n;
-    } else {
-      const n = await stdin.read(chunk);
-      if (n === null) return false;
-      const take = Math.min(n, want);
-      target.set(chunk.subarray(0, take), filled);
-      filled += take;
-      pending = chunk.slice(take, n);
-    }
-  }
-  return true;
-}
-
-const header = new Uint8Array(12);
-const view = new DataView(header.buffer);
-
-async function readFrame() {
-  if (!(await readInto(header))) return null;
-  const jsonLength = view.getUint32(0);
-  const blobLength = Number(view.getBigUint64(4));
-  const body = new Uint8Array(jsonLength);
-  if (!(await readInto(body))) return null;
-  let blob = null;
-  if (blobLength) {
-    try {
-      blob = new Uint8Array(new ArrayBuffer(blobLength));
-    } catch (error) {
-      fatal(`cannot allocate ${blobLength} bytes for an attachment: ${error}`);
-    }
-    if (!(await readInto(blob))) return null;
-  }
-  const text = decoder.decode(body);
-  const message = JSON.parse(text);
-  if (typeof message !== "object" || message === null || Array.isArray(message)) {
-    fatal("a frame is not a JSON object");
-  }
-  return { message, text, body, blob };
-}
-
-// ---- the worker ------------------------------------------------------------------------
 
 const worker = new Worker(new URL("./worker.mjs", import.meta.url), { type: "module" });
 
@@ -106,12 +44,17 @@ worker.onerror = (event) => {
 worker.onmessage = async (event) => {
   const message = event.data;
   switch (message.kind) {
+    case "deadline": // an absolute time: the message itself may be slow to arrive
+      setTimeout(() => expire(message.id), message.at - (performance.timeOrigin + performance.now()));
+      break;
+    case "exit":
+      Deno.exit(0);
+      break;
     case "snapshot":
       // Only in snapshot-making mode, where this process may write exactly this one file.
       await Deno.writeFile(config.makeSnapshot, message.bytes);
       Deno.exit(0);
       break;
-    case "debug": Deno.stderr.writeSync(encoder.encode(message.e + "\n")); break;
     case "fatal":
       fatal(message.message);
       break;
@@ -120,88 +63,31 @@ worker.onmessage = async (event) => {
   }
 };
 
-// Takes the reply frame's UTF-8 bytes as they came: the worker decodes them once.
-function deliverReply(bytes) {
-  if (bytes.length > replies.maxByteLength) {
-    const error = { ok: false, error: { type: "ValueError", message: "the tool's reply is too large" } };
-    return deliverReply(encoder.encode(JSON.stringify(error)));
-  }
-  if (bytes.length > replies.byteLength) replies.grow(bytes.length);
-  new Uint8Array(replies, 0, bytes.length).set(bytes);
-  Atomics.store(control, PENDING_CALL, 0);
-  Atomics.store(control, 1, bytes.length);
-  Atomics.store(control, REPLY_STATE, 1);
-  Atomics.notify(control, REPLY_STATE);
+// Cell `id` ran out of time: interrupt it on every route a running cell can be reached by.
+function expire(id) {
+  if (Atomics.load(control, RUNNING) !== id) return; // it finished in time
+  Atomics.store(control, TIMED_OUT, id);
+  if (!pressInterrupt(id)) return;
+  worker.postMessage({ kind: "interrupt" }); // reaches a cell suspended in `await`
+  const timer = setInterval(() => {
+    if (!pressInterrupt(id)) clearInterval(timer);
+  }, REPRESS_MS);
 }
 
-// Signals the timeout of cell `id` on every route a running cell can be reached by, unless the
-// cell has ended or the worker has delivered it already; says whether it is still pending.
+// Sets the interrupt buffer unless cell `id` has ended or has its timeout already; says
+// whether the timeout is still pending.
 function pressInterrupt(id) {
   if (Atomics.load(control, RUNNING) !== id || Atomics.load(control, DELIVERED) === id) {
     return false;
   }
   if (Atomics.load(interrupt, 0) === 0) {
-    Atomics.store(interrupt, 0, 2); // SIGINT for Pyodide's interrupt buffer
+    Atomics.store(interrupt, 0, 2);
     Atomics.notify(interrupt, 0); // wakes a cell in time.sleep
-  }
-  if (Atomics.load(control, PENDING_CALL) !== 0) { // a cell waiting on a tool's reply
-    Atomics.store(control, PENDING_CALL, 0);
-    Atomics.store(control, REPLY_STATE, 2);
-    Atomics.notify(control, REPLY_STATE);
   }
   return true;
 }
 
-worker.postMessage({
-  kind: "init",
-  config,
-  control,
-  interrupt,
-  replies,
-});
-
-// ---- the frame loop ----------------------------------------------------------------------
-
-for (;;) {
-  const frame = await readFrame();
-  if (frame === null) {
-    if (config.makeSnapshot) await new Promise(() => {}); // the worker exits us when done
-    break;
-  }
-  const { message, text, body, blob } = frame;
-  switch (message.t) {
-    case "interrupt":
-      if (message.id !== 0 && message.id === Atomics.load(control, RUNNING)) {
-        Atomics.store(control, TIMED_OUT, message.id);
-        pressInterrupt(message.id);
-        worker.postMessage({ kind: "interrupt" }); // reaches a cell suspended in `await`
-        const timer = setInterval(() => {
-          if (!pressInterrupt(message.id)) clearInterval(timer);
-        }, REPRESS_MS);
-      }
-      break;
-    case "reply":
-      // A reply to a call an interrupt abandoned is dropped, as the CPython guest does.
-      if (message.id !== 0 && message.id === Atomics.load(control, PENDING_CALL)) {
-        deliverReply(body);
-      }
-      break;
-    case "shutdown":
-      Deno.exit(0);
-      break;
-    case "exec":
-      Atomics.store(control, RUNNING, message.id);
-      worker.postMessage({ kind: "frame", text, blob: null });
-      break;
-    case "deno-config":
-    case "boot":
-    case "configure":
-    case "register":
-    case "vars":
-      worker.postMessage({ kind: "frame", text, blob }, blob ? [blob.buffer] : []);
-      break;
-    default:
-      fatal(`unknown message type ${JSON.stringify(message.t)}`);
-  }
-}
-Deno.exit(0);
+worker.postMessage({ kind: "init", config, control, interrupt });
+// The first timer of a Deno isolate fires several milliseconds late; pay that now, not in the
+// first timeout.
+setTimeout(() => {}, 0);

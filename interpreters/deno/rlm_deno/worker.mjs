@@ -1,24 +1,20 @@
 // The Pyodide side of rlm-deno, running in a Worker started by runner.mjs. It boots Pyodide
 // (from a memory snapshot when one is given and loads, else normally), loads the guest runtime
-// the host sent (rlm_core/bridge/guest.py) and serves its Session. Frames from the host arrive
-// as messages from runner.mjs; frames for the host are written to stdout from here. Tool calls
-// block this thread on a SharedArrayBuffer until runner.mjs writes the reply, so they
-// work from plain synchronous Python; the host's interrupt arrives through Pyodide's interrupt
-// buffer.
+// the host sent (rlm_core/bridge/guest.py) and serves its Session over the process's stdin and
+// stdout, read and written synchronously from this thread: a tool call writes its frame and
+// blocks reading until the reply, so it works from plain synchronous Python and no other thread
+// is woken on the way. While a cell runs nobody reads stdin, so runner.mjs enforces the cell's
+// timeout and interrupts it through Pyodide's interrupt buffer.
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
 let config;
 let control; // Int32Array shared with runner.mjs, which describes its slots
-const REPLY_STATE = 0;
-const REPLY_LENGTH = 1;
-const TIMED_OUT = 2;
-const PENDING_CALL = 3;
-const RUNNING = 4;
-const DELIVERED = 5;
+const RUNNING = 0;
+const TIMED_OUT = 1;
+const DELIVERED = 2;
 let interruptBuffer;
-let replies;
 let pyodide;
 let bridge; // the Python Bridge object (a PyProxy)
 let handle; // its bound handle method
@@ -167,7 +163,7 @@ class Bridge(object):
     # ---- frames -------------------------------------------------------------------------
 
     def _encode(self, message):
-        data = json.dumps(message, ensure_ascii=False, allow_nan=False)
+        data = self.guest.encode_json(message)
         # Characters, not bytes, are counted here: the host counts bytes, so stay well inside.
         if len(data) * 4 > self.session.max_frame_bytes and len(data.encode("utf-8")) > self.session.max_frame_bytes:
             raise ValueError(
@@ -268,10 +264,10 @@ class Bridge(object):
             return self._encode(out)
 `;
 
-// Frames go straight to the process's stdout from this thread (saving a hop through the main
-// thread per tool call and result). Taken before lockDown() removes Deno from the globals;
-// guest code cannot reach a module-scope binding.
+// Taken before lockDown() removes Deno from the globals; guest code cannot reach a
+// module-scope binding.
 const stdoutWrite = Deno.stdout.writeSync.bind(Deno.stdout);
+const stdinRead = Deno.stdin.readSync.bind(Deno.stdin);
 
 // Small frames (tool calls, most results) are encoded straight into one reused buffer behind
 // their header: no allocation or copy per frame. UTF-8 needs at most 3 bytes per UTF-16 unit.
@@ -298,12 +294,81 @@ function sendFrame(jsonText) {
   writeAll(body);
 }
 
+// ---- frames from the host: blocking reads through one buffer ----------------------------
+
+const inbox = new Uint8Array(64 * 1024);
+let inboxStart = 0;
+let inboxEnd = 0;
+
+function readInto(target) {
+  let filled = Math.min(inboxEnd - inboxStart, target.length);
+  target.set(inbox.subarray(inboxStart, inboxStart + filled));
+  inboxStart += filled;
+  while (filled < target.length) {
+    const want = target.length - filled;
+    if (want >= inbox.length) { // large attachments are read in place
+      const n = stdinRead(target.subarray(filled));
+      if (!n) return false;
+      filled += n;
+    } else {
+      const n = stdinRead(inbox);
+      if (!n) return false;
+      const take = Math.min(n, want);
+      target.set(inbox.subarray(0, take), filled);
+      filled += take;
+      inboxStart = take;
+      inboxEnd = n;
+    }
+  }
+  return true;
+}
+
+const inHeader = new Uint8Array(12);
+const inHeaderView = new DataView(inHeader.buffer);
+
+// The next frame as { message, text, blob }, or null at the end of the stream.
+function readFrame() {
+  if (!readInto(inHeader)) return null;
+  const jsonLength = inHeaderView.getUint32(0);
+  const blobLength = Number(inHeaderView.getBigUint64(4));
+  const body = new Uint8Array(jsonLength);
+  if (!readInto(body)) return null;
+  let blob = null;
+  if (blobLength) {
+    try {
+      blob = new Uint8Array(new ArrayBuffer(blobLength));
+    } catch (error) {
+      fatal(`cannot allocate ${blobLength} bytes for an attachment: ${error}`);
+    }
+    if (!readInto(blob)) return null;
+  }
+  const text = decoder.decode(body);
+  let message;
+  try {
+    message = JSON.parse(text);
+  } catch {
+    message = null;
+  }
+  if (typeof message !== "object" || message === null || Array.isArray(message)) {
+    fatal("a frame is not a JSON object");
+  }
+  return { message, text, blob };
+}
+
 function post(message, transfer = []) {
   postMessage(message, transfer);
 }
 
+// runner.mjs ends the process on these; this thread stops here and reads nothing more.
+const parked = new Int32Array(new SharedArrayBuffer(4));
+
+function stop(kind, message) {
+  post({ kind, message: String(message) });
+  for (;;) Atomics.wait(parked, 0, 0);
+}
+
 function fatal(message) {
-  post({ kind: "fatal", message: String(message) });
+  stop("fatal", message);
 }
 
 // ---- what `import js` sees -------------------------------------------------------------
@@ -553,18 +618,26 @@ function takeInterrupt() {
   return true;
 }
 
+// Sends a tool call and reads frames until its reply (its JSON text), or undefined when the
+// host's interrupt for this cell arrives first.
 function callTool(id, text) {
-  Atomics.store(control, REPLY_STATE, 0);
-  Atomics.store(control, PENDING_CALL, id);
   sendFrame(text);
-  while (Atomics.load(control, REPLY_STATE) === 0) Atomics.wait(control, REPLY_STATE, 0);
-  if (Atomics.load(control, REPLY_STATE) === 2) {
-    Atomics.store(control, DELIVERED, currentExec);
-    return undefined;
+  for (;;) {
+    const frame = readFrame();
+    if (frame === null) stop("exit", "");
+    const { message } = frame;
+    if (message.t === "reply") {
+      if (message.id === id) return frame.text;
+    } else if (message.t === "interrupt") {
+      if (currentExec !== 0 && message.id === currentExec) {
+        Atomics.store(control, TIMED_OUT, currentExec);
+        if (takeInterrupt()) return undefined;
+      }
+    } else {
+      fatal(`a ${JSON.stringify(message.t)} frame arrived while a tool call waited`);
+    }
+    // otherwise a reply or interrupt for a call or cell that has ended: dropped
   }
-  const length = Atomics.load(control, REPLY_LENGTH);
-  // TextDecoder refuses views of shared memory, hence the copy.
-  return decoder.decode(new Uint8Array(replies, 0, length).slice());
 }
 
 // What the Python side may call; handed to each Bridge.
@@ -627,25 +700,35 @@ function cancelTasks() {
   }
 }
 
-async function handleFrame(text, blob) {
-  const message = JSON.parse(text);
-  if (message.t === "exec") {
-    currentExec = message.id;
-    takeFdOutput(0);
-    takeFdOutput(1);
-    if (Atomics.load(control, TIMED_OUT) !== currentExec) {
-      Atomics.store(control, TIMED_OUT, 0);
-      Atomics.store(interruptBuffer, 0, 0);
-    }
-  } else {
-    Atomics.store(interruptBuffer, 0, 0);
+function startCell(message) {
+  currentExec = message.id;
+  takeFdOutput(0);
+  takeFdOutput(1);
+  Atomics.store(control, TIMED_OUT, 0);
+  Atomics.store(interruptBuffer, 0, 0);
+  Atomics.store(control, RUNNING, currentExec);
+  const timeout = message.timeout;
+  if (typeof timeout === "number" && Number.isFinite(timeout) && timeout > 0) {
+    const at = performance.timeOrigin + performance.now() + timeout * 1000;
+    post({ kind: "deadline", id: currentExec, at });
   }
+}
+
+function endCell() {
+  currentExec = 0;
+  Atomics.store(control, RUNNING, 0);
+  Atomics.store(interruptBuffer, 0, 0);
+}
+
+async function handleFrame(message, text, blob) {
+  const isExec = message.t === "exec";
+  if (isExec) startCell(message);
   const pyBlob = blob === null ? undefined : blob;
   let answer;
   try {
     // A cell with top-level `await`/`async` is entered through callPromising so that it can
     // stack-switch (JSPI); everything else takes the cheaper synchronous call.
-    if (message.t === "exec" && ASYNC_CODE.test(message.code)) {
+    if (isExec && ASYNC_CODE.test(message.code)) {
       awaitingCell = true;
       try {
         answer = await handle.callPromising(text, pyBlob);
@@ -656,47 +739,55 @@ async function handleFrame(text, blob) {
       answer = handle(text, pyBlob);
     }
   } finally {
-    if (message.t === "exec") {
-      currentExec = 0;
-      Atomics.store(control, RUNNING, 0);
-      Atomics.store(interruptBuffer, 0, 0);
-    }
+    if (isExec) endCell();
   }
-  if (answer !== undefined && answer !== null) {
-    sendFrame(answer);
+  if (answer !== undefined && answer !== null) sendFrame(answer);
+}
+
+// Reads and answers the host's frames until the end of the stream or `shutdown`.
+async function serve() {
+  let env = {};
+  for (;;) {
+    const frame = readFrame();
+    if (frame === null) stop("exit", "");
+    const { message, text, blob } = frame;
+    switch (message.t) {
+      case "deno-config":
+        env = message.env || {};
+        break;
+      case "boot":
+        message.env = env;
+        await handleBoot(message, blob);
+        if (config.makeSnapshot) return; // runner.mjs writes it and exits
+        break;
+      case "configure":
+      case "register":
+      case "vars":
+      case "exec":
+        await handleFrame(message, text, blob);
+        break;
+      case "reply":
+      case "interrupt":
+        break; // for a call or a cell that has ended
+      case "shutdown":
+        stop("exit", "");
+        break;
+      default:
+        fatal(`unknown message type ${JSON.stringify(message.t)}`);
+    }
   }
 }
 
-let pendingEnv = {};
-let queue = Promise.resolve();
-
-function receive(event) {
+self.onmessage = (event) => {
   const data = event.data;
   if (data.kind === "init") {
     config = data.config;
     control = data.control;
     interruptBuffer = data.interrupt;
-    replies = data.replies;
-    queue = queue.then(boot);
+    boot().then(serve).catch((error) => fatal(error && error.stack || error));
   } else if (data.kind === "interrupt") {
     // Only reaches this thread while a cell is suspended in `await` (otherwise Python holds the
     // thread and the interrupt buffer does the job): cancel its tasks so the cell resumes.
     if (awaitingCell && takeInterrupt()) cancelTasks();
-    return;
-  } else if (data.kind === "frame") {
-    queue = queue.then(() => {
-      const message = JSON.parse(data.text);
-      if (message.t === "deno-config") {
-        pendingEnv = message.env || {};
-      } else if (message.t === "boot") {
-        message.env = pendingEnv;
-        return handleBoot(message, data.blob);
-      } else {
-        return handleFrame(data.text, data.blob);
-      }
-    });
   }
-  queue = queue.catch((error) => fatal(error && error.stack || error));
-}
-
-self.onmessage = receive;
+};

@@ -175,3 +175,18 @@ async def test_a_variable_over_the_limit_is_refused_before_anything_is_lost() ->
         with pytest.raises(ConfigError, match="max_variable_bytes"):
             await interp.set_variables({"huge": b"\0" * (MAX_VARIABLE_BYTES + 1)})
         assert (await interp.execute("small")).value == "'kept'"
+
+
+async def test_tool_results_of_every_size_up_to_the_frame_limit_arrive_whole() -> None:
+    # Replies are read by the worker straight from stdin, through a 64 KiB buffer.
+    interp = DenoInterpreter()
+    interp.max_frame_bytes = 4_000_000
+    async with interp:
+        await interp.register({"text": lambda n: "é" * n})
+        sizes = [0, 1, 65_000, 65_536, 200_000, 1_500_000]
+        code = f"[len(text(n)) == n and text(n)[-1:] in ('', 'é') for n in {sizes}]"
+        assert (await interp.execute(code)).value == repr([True] * len(sizes))
+        result = await interp.execute("text(3_000_000)")
+        assert result.error is not None
+        assert "frame limit" in result.error.message
+        assert (await interp.execute("len(text(10))")).value == "10"

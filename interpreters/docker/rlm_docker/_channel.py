@@ -20,7 +20,9 @@ from rlm_core.errors import BridgeProtocolError
 __all__ = ["AttachChannel", "StreamDemuxer"]
 
 _STDERR_TAIL = 8192
-_RECV_BYTES = 1 << 20
+# Larger buffers cost more than they save: recv() allocates the whole size each call (~20 us
+# for 1 MiB against ~3 us for 64 KiB), and a tool call's reply is a few dozen bytes.
+_RECV_BYTES = 1 << 16
 _SEND_BUFFER = 4 << 20
 _STDIN, _STDOUT, _STDERR = 0, 1, 2
 
