@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
+import importlib.metadata
 import json
 import os
 import shutil
@@ -221,12 +223,29 @@ def snapshot_path(cache_dir: Path, pyodide: PyodideFiles, deno: str) -> Path:
     digest = hashlib.sha256()
     digest.update(pyodide.version.encode())
     digest.update(str(pyodide.directory).encode())
-    digest.update(deno.encode())
-    with contextlib.suppress(OSError):
-        digest.update(str(os.stat(deno).st_mtime_ns).encode())
+    digest.update(_deno_identity(deno).encode())
     for source in (RUNNER, WORKER, Path(guest.__file__)):
         digest.update(source.read_bytes())
     return cache_dir / "snapshots" / f"pyodide-{pyodide.version}-{digest.hexdigest()[:20]}.bin"
+
+
+@functools.cache
+def _deno_identity(deno: str) -> str:
+    """What a snapshot is keyed on for this deno binary.
+
+    The ``deno`` package's version for that package's own binary, so that every environment
+    (each clone's virtualenv) shares one snapshot; for any other binary, its path, size, mtime.
+    """
+    with contextlib.suppress(Exception):  # no package, or a broken one: identify the file
+        import deno as package
+
+        if os.path.samefile(deno, package.find_deno_bin()):
+            return f"deno=={importlib.metadata.version('deno')}"
+    try:
+        info = os.stat(deno)
+    except OSError:
+        return deno
+    return f"{deno}:{info.st_size}:{info.st_mtime_ns}"
 
 
 def deno_dir(cache_dir: Path) -> Path:

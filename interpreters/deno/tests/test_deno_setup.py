@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from rlm_core.errors import InterpreterUnavailableError
-from rlm_deno import PYODIDE_VERSION, DenoInterpreter, _setup
+from rlm_deno import DENO_VERSION, PYODIDE_VERSION, DenoInterpreter, _setup
 
 pytestmark = pytest.mark.anyio
 
@@ -111,3 +111,13 @@ async def test_a_surrounding_project_cannot_change_what_loads(
     async with DenoInterpreter() as interp:
         assert (await interp.execute("import os; os.getcwd()")).error is None
     assert os.getcwd() == str(tmp_path)
+
+
+def test_snapshots_are_shared_by_every_environment_with_the_pinned_deno(tmp_path: Path) -> None:
+    # Keyed on the package version, not the binary's path: a fresh clone's virtualenv reuses
+    # the snapshot another one made. Any other binary is keyed on the file itself.
+    pinned = _setup.find_deno()
+    assert _setup._deno_identity(pinned) == f"deno=={DENO_VERSION}"
+    copy = tmp_path / "deno"
+    shutil.copy2(pinned, copy)
+    assert str(copy) in _setup._deno_identity(str(copy))
