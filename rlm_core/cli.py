@@ -19,7 +19,7 @@ import anyio
 
 from rlm_core.config import Settings, load_settings
 from rlm_core.errors import ConfigError, InterpreterError, RLMError, RunError
-from rlm_core.registry import KNOWN_BACKENDS, available, create, parse_spec
+from rlm_core.registry import KNOWN_BACKENDS, available
 from rlm_core.trajectory import Event
 
 __all__ = ["main"]
@@ -210,8 +210,7 @@ class _Progress:
 
 
 def _make(settings: Settings) -> Any:
-    spec = settings.interpreter
-    return create(spec, defaults=settings.backend_options(parse_spec(spec)[0]))
+    return settings.create_interpreter()
 
 
 async def _exec(args: argparse.Namespace) -> int:
@@ -249,7 +248,7 @@ async def _interpreters() -> int:
             status[name] = f"not installed (pip install {KNOWN_BACKENDS[name]})"
             return
         try:
-            interpreter = create(name, defaults=settings.backend_options(name))
+            interpreter = settings.create_interpreter(name)
         except (ConfigError, InterpreterError) as exc:
             status[name] = f"unavailable: {exc}"
             return

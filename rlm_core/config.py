@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import pydantic
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from rlm_core.errors import ConfigError
-from rlm_core.registry import KNOWN_BACKENDS, available
+from rlm_core.interpreter import Interpreter
+from rlm_core.registry import KNOWN_BACKENDS, available, create, parse_spec
 
 __all__ = ["ENV_PREFIX", "Settings", "find_project_file", "load_settings"]
 
@@ -47,10 +48,31 @@ class Settings(BaseModel):
     interpreters: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="Per-backend options, keyed by backend name."
     )
+    # Where each backend option came from, "backend.option" -> "environment variable ...".
+    _option_sources: dict[str, str] = PrivateAttr(default_factory=dict)
 
     def backend_options(self, name: str) -> dict[str, Any]:
         """The configured options for backend ``name`` (empty if none)."""
         return dict(self.interpreters.get(name, {}))
+
+    def create_interpreter(self, spec: str | None = None, **options: Any) -> Interpreter:
+        """Build ``spec`` (default: the configured one) with its backend's configured options.
+
+        Options in the spec and in ``options`` override the configured ones.
+        """
+        chosen = spec or self.interpreter
+        backend = parse_spec(chosen)[0]
+        configured = {k: v for k, v in self.backend_options(backend).items() if k not in options}
+        try:
+            return create(chosen, defaults=configured, **options)
+        except ConfigError as exc:
+            if not configured:
+                raise
+            origins = ", ".join(
+                f"{key} from {self._option_sources.get(f'{backend}.{key}', 'settings')}"
+                for key in sorted(configured)
+            )
+            raise ConfigError(f"{exc} (configured {backend!r} options: {origins})") from None
 
 
 def find_project_file(start: Path | None = None) -> tuple[Path, dict[str, Any]] | None:
@@ -94,6 +116,7 @@ def _from_environ(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[str,
             option = name[len(backend) + 1 :]
             values.setdefault("interpreters", {}).setdefault(backend, {})[option] = raw
             sources[f"interpreters.{backend}"] = f"environment variable {key}"
+            sources[f"interpreters.{backend}.{option}"] = f"environment variable {key}"
     return values, sources
 
 
@@ -137,13 +160,24 @@ def load_settings(
                     sources[f"interpreters.{backend}"] = origin.get(
                         f"interpreters.{backend}", origin.get(key, "settings")
                     )
+                    for option in opts:
+                        sources[f"interpreters.{backend}.{option}"] = origin.get(
+                            f"interpreters.{backend}.{option}", sources[f"interpreters.{backend}"]
+                        )
             else:
                 merged[key] = value
                 sources[key] = origin.get(key, "settings")
     try:
-        return Settings.model_validate(merged)
+        settings = Settings.model_validate(merged)
     except pydantic.ValidationError as exc:
         raise ConfigError(_explain(exc, sources)) from None
+    prefix = "interpreters."
+    settings._option_sources = {
+        key[len(prefix) :]: where
+        for key, where in sources.items()
+        if key.startswith(prefix) and key.count(".") == 2
+    }
+    return settings
 
 
 def _explain(exc: pydantic.ValidationError, sources: Mapping[str, str]) -> str:

@@ -25,7 +25,7 @@ from rlm_core.errors import ConfigError
 from rlm_core.interpreter import GUEST_BUILTINS, HostTool, Interpreter, VariableValue
 from rlm_core.lm import LM, resolve_lm
 from rlm_core.loop import BUILTIN_TOOL_NAMES, Run, RunConfig
-from rlm_core.registry import InterpreterSpec, create, parse_spec
+from rlm_core.registry import InterpreterSpec, create
 from rlm_core.result import RESERVED_RESULT_NAMES, RLMResult
 from rlm_core.signature import Signature, SignatureSpec, ensure_signature
 from rlm_core.tools import describe_tools, to_json
@@ -190,8 +190,7 @@ class RLM:
 
         def make() -> tuple[Interpreter, bool]:
             if isinstance(spec, str):
-                name = parse_spec(spec)[0]
-                return create(spec, defaults=self.settings.backend_options(name)), True
+                return self.settings.create_interpreter(spec), True
             if isinstance(spec, type):
                 return create(spec), True
             if isinstance(spec, Interpreter):

@@ -69,3 +69,21 @@ def test_broken_toml_is_a_config_error(tmp_path: Path) -> None:
     write(tmp_path / "rlm.toml", "model = \n")
     with pytest.raises(ConfigError, match="cannot read"):
         load_settings(environ={}, start_dir=tmp_path)
+
+
+def test_a_bad_backend_option_names_where_it_was_set(tmp_path: Path) -> None:
+    write(tmp_path / "rlm.toml", '[interpreters.subprocess]\npython = "python3"\n')
+    env = {"RLM_SUBPROCESS_NO_SUCH_OPTION": "1"}
+    settings = load_settings(environ=env, start_dir=tmp_path)
+    with pytest.raises(ConfigError) as caught:
+        settings.create_interpreter("subprocess")
+    message = str(caught.value)
+    assert "no_such_option from environment variable RLM_SUBPROCESS_NO_SUCH_OPTION" in message
+    assert f"python from {tmp_path / 'rlm.toml'}" in message
+
+
+def test_explicit_options_override_configured_ones(tmp_path: Path) -> None:
+    env = {"RLM_SUBPROCESS_PYTHON": "/no/such/python"}
+    settings = load_settings(environ=env, start_dir=tmp_path)
+    interp = settings.create_interpreter("subprocess", python="python3")
+    assert getattr(interp, "python", None) == "python3"

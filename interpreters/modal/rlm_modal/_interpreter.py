@@ -79,46 +79,30 @@ def _env(name: str) -> str | None:
     return value if value not in (None, "") else None
 
 
-def _parse(name: str, raw: str | None, kind: type[Any]) -> Any:
-    """Parse an environment setting, naming the variable when it is malformed."""
-    if raw is None:
-        return None
-    try:
-        if kind is bool:
-            lowered = raw.strip().lower()
-            if lowered not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
-                raise ValueError(raw)
-            return lowered in ("1", "true", "yes", "on")
-        return kind(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a valid {kind.__name__}") from None
-
-
 class ModalInterpreter(ChannelInterpreter):
     """Runs the guest in a Modal sandbox, over ``Sandbox.exec`` stdin and stdout.
 
-    Every setting comes from its argument, else its environment variable, else the default.
+    Created by name (``RLM(interpreter="modal")``, ``modal://IMAGE?cpu=2``), every option can
+    also come from configuration: ``RLM_MODAL_<OPTION>`` variables or ``[interpreters.modal]``
+    in ``rlm.toml`` (docs/configuration.md), e.g. ``RLM_MODAL_IMAGE=python:3.12-slim``.
 
     Args:
-        app_name: The Modal app the sandboxes belong to, created if missing
-            (``RLM_MODAL_APP_NAME``, default ``"rlm-sandboxes"``).
+        app_name: The Modal app the sandboxes belong to, created if missing.
         image: A registry image with ``python3`` (3.8+), such as ``"python:3.12-slim"``, or a
-            ``modal.Image`` (``RLM_MODAL_IMAGE``; default Modal's ``debian_slim`` image).
-        cpu: CPU cores to request (``RLM_MODAL_CPU``; default Modal's).
-        memory: Memory to request, in MiB (``RLM_MODAL_MEMORY``; default Modal's).
+            ``modal.Image`` (default Modal's ``debian_slim`` image).
+        cpu: CPU cores to request (default Modal's).
+        memory: Memory to request, in MiB (default Modal's).
         timeout: Seconds the sandbox may live before Modal stops it; it bills until then if
-            the host dies without closing it (``RLM_MODAL_TIMEOUT``, default 1800).
-        block_network: Cut the sandbox off from the network (``RLM_MODAL_BLOCK_NETWORK``,
-            default true).
+            the host dies without closing it.
+        block_network: Cut the sandbox off from the network.
         python: The guest interpreter's command inside the image (default ``python3``).
         token_id: Modal token id (``MODAL_TOKEN_ID``, or the active profile in ``~/.modal.toml``).
         token_secret: Modal token secret (``MODAL_TOKEN_SECRET``, or the profile).
         server_url: Modal's API address (``MODAL_SERVER_URL``); tests point it at the stand-in
             in :mod:`rlm_modal.testing`.
-        connect_timeout_s: How long reaching Modal may take before start() gives up
-            (``RLM_MODAL_CONNECT_TIMEOUT_S``, default 15); the SDK alone would retry for a minute.
-        create_timeout_s: How long building the image and scheduling the sandbox may take
-            (``RLM_MODAL_CREATE_TIMEOUT_S``, default 600).
+        connect_timeout_s: How long reaching Modal may take before start() gives up; the SDK
+            alone would retry for a minute.
+        create_timeout_s: How long building the image and scheduling the sandbox may take.
         capabilities: What the sandbox truly enforces, when the server is not Modal's cloud:
             the stand-in runs commands as local processes, so its tests pass
             ``rlm_modal.testing.STANDIN_CAPABILITIES``. Leave unset against Modal.
@@ -130,61 +114,36 @@ class ModalInterpreter(ChannelInterpreter):
     def __init__(
         self,
         *,
-        app_name: str | None = None,
+        app_name: str = "rlm-sandboxes",
         image: str | ModalImage | None = None,
         cpu: float | None = None,
         memory: int | None = None,
-        timeout: int | None = None,
-        block_network: bool | None = None,
+        timeout: int = 1800,
+        block_network: bool = True,
         python: str = "python3",
         token_id: str | None = None,
         token_secret: str | None = None,
         server_url: str | None = None,
-        connect_timeout_s: float | None = None,
-        create_timeout_s: float | None = None,
+        connect_timeout_s: float = 15.0,
+        create_timeout_s: float = 600.0,
         capabilities: Capabilities | None = None,
         interrupt_grace_s: float | None = None,
         standin: bool = False,
     ) -> None:
         super().__init__()
         self.standin = standin
-        self.app_name = app_name or _env("RLM_MODAL_APP_NAME") or "rlm-sandboxes"
-        self.image: str | ModalImage | None = image or _env("RLM_MODAL_IMAGE")
-        self.cpu: float | None = (
-            cpu if cpu is not None else _parse("RLM_MODAL_CPU", _env("RLM_MODAL_CPU"), float)
-        )
-        self.memory: int | None = (
-            memory
-            if memory is not None
-            else _parse("RLM_MODAL_MEMORY", _env("RLM_MODAL_MEMORY"), int)
-        )
-        self.timeout: int = (
-            timeout
-            if timeout is not None
-            else _parse("RLM_MODAL_TIMEOUT", _env("RLM_MODAL_TIMEOUT"), int) or 1800
-        )
-        env_block = _parse("RLM_MODAL_BLOCK_NETWORK", _env("RLM_MODAL_BLOCK_NETWORK"), bool)
-        self.block_network: bool = (
-            block_network
-            if block_network is not None
-            else (True if env_block is None else env_block)
-        )
+        self.app_name = app_name
+        self.image = image
+        self.cpu = cpu
+        self.memory = memory
+        self.timeout = timeout
+        self.block_network = block_network
         self.python = python
         self.token_id = token_id
         self.token_secret = token_secret
         self.server_url = server_url
-        self.connect_timeout_s: float = (
-            connect_timeout_s
-            if connect_timeout_s is not None
-            else _parse("RLM_MODAL_CONNECT_TIMEOUT_S", _env("RLM_MODAL_CONNECT_TIMEOUT_S"), float)
-            or 15.0
-        )
-        self.create_timeout_s: float = (
-            create_timeout_s
-            if create_timeout_s is not None
-            else _parse("RLM_MODAL_CREATE_TIMEOUT_S", _env("RLM_MODAL_CREATE_TIMEOUT_S"), float)
-            or 600.0
-        )
+        self.connect_timeout_s = connect_timeout_s
+        self.create_timeout_s = create_timeout_s
         if self.cpu is not None and self.cpu <= 0:
             raise ConfigError(f"cpu must be positive, got {self.cpu}")
         if self.memory is not None and self.memory <= 0:
@@ -201,31 +160,8 @@ class ModalInterpreter(ChannelInterpreter):
 
     @classmethod
     def from_url(cls, target: str, **options: Any) -> ModalInterpreter:
-        """``modal://python:3.12-slim?cpu=1&memory=1024&block_network=false`` builds one.
-
-        The target is the image; options are the constructor's settings, as values or strings.
-        """
-        kinds: dict[str, type[Any]] = {
-            "cpu": float,
-            "memory": int,
-            "timeout": int,
-            "block_network": bool,
-            "connect_timeout_s": float,
-            "create_timeout_s": float,
-            "interrupt_grace_s": float,
-        }
-        kinds["standin"] = bool
-        known = {"app_name", "python", "server_url", "token_id", "token_secret", *kinds}
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise ConfigError(f"unknown modal option(s) {unknown}; known: {sorted(known)}")
-        parsed: dict[str, Any] = {
-            key: _parse(f"modal option {key}", value, kinds[key])
-            if isinstance(value, str) and key in kinds
-            else value
-            for key, value in options.items()
-        }
-        return cls(image=target or None, **parsed)
+        """``modal://python:3.12-slim?cpu=1&memory=1024&block_network=false`` runs that image."""
+        return cls(image=target or None, **options)
 
     @property
     def capabilities(self) -> Capabilities:

@@ -13,6 +13,7 @@ import modal.exception
 import pytest
 from grpclib import Status
 
+from rlm_core.config import load_settings
 from rlm_core.errors import ConfigError, InterpreterUnavailableError, SessionLostError
 from rlm_modal import ModalInterpreter
 from rlm_modal.testing import STANDIN_CAPABILITIES, ModalStandin
@@ -206,7 +207,7 @@ def test_malformed_setting_in_the_environment_names_the_variable(
 ) -> None:
     monkeypatch.setenv(variable, value)
     with pytest.raises(ConfigError, match=variable):
-        ModalInterpreter()
+        load_settings().create_interpreter("modal")
 
 
 @pytest.mark.parametrize(("setting", "value"), [("cpu", 0.0), ("memory", -1), ("timeout", 0)])

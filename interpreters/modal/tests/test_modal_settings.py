@@ -1,4 +1,4 @@
-"""Settings reach Modal from arguments, the environment and ``modal://`` specs, and the
+"""Settings reach Modal from arguments, configuration and ``modal://`` specs, and the
 capabilities claimed match where the sandbox really runs."""
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ def standin() -> Iterator[ModalStandin]:
 async def test_environment_settings_reach_the_sandbox(
     standin: ModalStandin, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """RLM_MODAL_* and MODAL_* variables configure app, image, resources, lifetime, network."""
+    """RLM_MODAL_* settings and MODAL_* variables configure app, image, resources, lifetime,
+    network, as they do for RLM(interpreter="modal")."""
     monkeypatch.setenv("MODAL_SERVER_URL", standin.url)
     monkeypatch.setenv("MODAL_TOKEN_ID", "ak-dummy")
     monkeypatch.setenv("MODAL_TOKEN_SECRET", "as-dummy")
@@ -44,7 +45,9 @@ async def test_environment_settings_reach_the_sandbox(
     monkeypatch.setenv("RLM_MODAL_MEMORY", "300")
     monkeypatch.setenv("RLM_MODAL_TIMEOUT", "90")
     monkeypatch.setenv("RLM_MODAL_BLOCK_NETWORK", "false")
-    async with ModalInterpreter(capabilities=STANDIN_CAPABILITIES) as interp:
+    interp = load_settings().create_interpreter("modal", capabilities=STANDIN_CAPABILITIES)
+    assert isinstance(interp, ModalInterpreter)
+    async with interp:
         assert (await interp.execute("6 * 7", timeout=30)).value == "42"
         sandbox_id = interp.sandbox_id
     assert sandbox_id is not None
@@ -75,29 +78,31 @@ async def test_credentials_and_server_from_the_modal_profile_file(
     assert standin.methods()[0] == "AppGetOrCreate"
 
 
-def test_arguments_override_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_arguments_override_the_configuration(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RLM_MODAL_CPU", "4")
     monkeypatch.setenv("RLM_MODAL_BLOCK_NETWORK", "0")
-    interp = ModalInterpreter(cpu=1.0, block_network=True)
+    interp = load_settings().create_interpreter("modal", cpu=1.0, block_network=True)
+    assert isinstance(interp, ModalInterpreter)
     assert interp.cpu == 1.0
     assert interp.block_network is True
 
 
-def test_defaults_block_the_network_and_bound_the_lifetime(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    for name in ("RLM_MODAL_BLOCK_NETWORK", "RLM_MODAL_TIMEOUT", "RLM_MODAL_APP_NAME"):
-        monkeypatch.delenv(name, raising=False)
+def test_a_direct_construction_reads_no_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    # One source of configuration: settings apply when a backend is created by name.
+    monkeypatch.setenv("RLM_MODAL_CPU", "4")
+    assert ModalInterpreter().cpu is None
+
+
+def test_defaults_block_the_network_and_bound_the_lifetime() -> None:
     interp = ModalInterpreter()
     assert interp.block_network is True
     assert interp.timeout == 1800
     assert interp.app_name == "rlm-sandboxes"
 
 
-def test_from_url_parses_image_and_typed_options() -> None:
-    interp = ModalInterpreter.from_url(
-        "python:3.12-slim", cpu="2", memory="1024", block_network="false", app_name="x"
-    )
+def test_specs_give_image_and_typed_options() -> None:
+    interp = create("modal://python:3.12-slim?cpu=2&memory=1024&block_network=false&app_name=x")
+    assert isinstance(interp, ModalInterpreter)
     assert interp.image == "python:3.12-slim"
     assert (interp.cpu, interp.memory, interp.block_network, interp.app_name) == (
         2.0,
@@ -107,11 +112,11 @@ def test_from_url_parses_image_and_typed_options() -> None:
     )
 
 
-def test_from_url_refuses_unknown_options_and_bad_values() -> None:
+def test_specs_with_unknown_options_or_bad_values_are_refused() -> None:
     with pytest.raises(ConfigError, match="gpu"):
-        ModalInterpreter.from_url("", gpu="A100")
+        create("modal://python:3.12-slim?gpu=A100")
     with pytest.raises(ConfigError, match="memory"):
-        ModalInterpreter.from_url("", memory="lots")
+        create("modal://python:3.12-slim?memory=lots")
 
 
 def test_cloud_capabilities_follow_the_network_setting() -> None:
