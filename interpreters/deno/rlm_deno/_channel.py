@@ -16,7 +16,9 @@ import subprocess
 import tempfile
 import threading
 import time
+import weakref
 from collections.abc import Mapping, Sequence
+from typing import IO
 
 import anyio
 
@@ -63,6 +65,9 @@ class DenoProcess:
         os.set_blocking(self._out, False)
         self._closed = False
         self._stderr_tail = ""
+        # A runner dropped without close (an unclosed pool, an interrupted start) is still
+        # stopped and its files released when it is collected, not left running or leaking.
+        self._release = weakref.finalize(self, _release, self._process, self._stderr)
         self._killed_for: str | None = None
         self.started_at = time.monotonic()
         if rss_limit_bytes is not None:
@@ -127,12 +132,8 @@ class DenoProcess:
         self.kill()
         with contextlib.suppress(subprocess.TimeoutExpired):
             self._process.wait(timeout=5)
-        for stream in (self._process.stdin, self._process.stdout):
-            if stream is not None:
-                with contextlib.suppress(OSError):
-                    stream.close()
         self._stderr_tail = self._read_stderr_tail()
-        self._stderr.close()
+        self._release()
 
     async def aclose(self) -> None:
         """Kill the runner and reap it; idempotent, never raises."""
@@ -185,3 +186,16 @@ class DenoProcess:
                 self.kill()
                 return
             time.sleep(0.05)
+
+
+def _release(process: subprocess.Popen[bytes], stderr: IO[bytes]) -> None:
+    """Kill the runner's process group, reap it, and close its pipes and stderr file."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=5)
+    for stream in (process.stdin, process.stdout, stderr):
+        if stream is not None:
+            with contextlib.suppress(OSError):
+                stream.close()

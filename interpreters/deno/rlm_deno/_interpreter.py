@@ -302,8 +302,12 @@ def _guest_env(settings: _Settings) -> dict[str, str]:
 def _spawn(settings: _Settings) -> DenoProcess:
     plan = _plan(settings)
     process = DenoProcess(plan.argv, env=plan.env, cwd=plan.cwd, rss_limit_bytes=plan.rss_limit)
-    # Values travel in a frame, never on the command line where `ps` would show them.
-    process.send_now(encode_frame({"t": "deno-config", "env": _guest_env(settings)}))
+    try:
+        # Values travel in a frame, never on the command line where `ps` would show them.
+        process.send_now(encode_frame({"t": "deno-config", "env": _guest_env(settings)}))
+    except BaseException:
+        process.close_now()
+        raise
     return process
 
 

@@ -4,6 +4,7 @@ loop, and the pool refills itself; closing it stops the idle runners."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 
 from rlm_core.registry import create
@@ -75,3 +76,13 @@ def test_warm_pool_option_shares_one_pool_per_settings() -> None:
     for pool in (first.pool, other.pool):
         assert pool is not None
         pool.close()
+
+
+def test_a_pool_dropped_without_close_stops_its_runners() -> None:
+    # No leaked process, and no unclosed-file warning (warnings are errors in this suite).
+    pool = DenoPool(size=1)
+    _wait_ready(pool, 1)
+    pid = pool.take().pid  # type: ignore[union-attr]
+    del pool
+    gc.collect()
+    assert not _alive(pid)
