@@ -188,3 +188,20 @@ class IsolationTests(ConformanceBase):
             return
         assert result.value == "'after junk'"
         assert await self.value(interpreter, "2 + 2") == "4"
+
+    @requires(isolation_at_least="process")
+    async def test_reading_stdin_sees_end_of_file_not_the_protocol(
+        self, interpreter: Interpreter
+    ) -> None:
+        """``input()`` and reads of stdin end at once, as on ``/dev/null``.
+
+        Model-written code that asks for input must neither block the cell nor consume the
+        host's frames.
+        """
+        result = await self.run(interpreter, "input('name? ')", timeout=self.cell_timeout)
+        assert not result.timed_out
+        assert result.error is not None
+        assert result.error.type == "EOFError"
+        reads = "import os, sys\n(sys.stdin.read(10), os.read(0, 10))"
+        assert await self.value(interpreter, reads) == "('', b'')"
+        assert await self.value(interpreter, "2 + 2") == "4"

@@ -547,6 +547,10 @@ async function boot() {
   }
   pyodide.setStdout({ write: fdWriter(0), isatty: false });
   pyodide.setStderr({ write: fdWriter(1), isatty: false });
+  // Pyodide's default stdin would read the process's stdin, which carries the protocol: a
+  // cell's input() would block there and swallow the host's frames. It reads end of file, as
+  // the CPython guest's /dev/null does.
+  pyodide.setStdin({ stdin: () => null, isatty: false });
   if (!config.makeSnapshot) {
     pyodide.setInterruptBuffer(interruptBuffer);
     for (const path of config.mounts || []) {
