@@ -782,13 +782,23 @@ async function serve() {
   }
 }
 
+// Pyodide cannot recover from a stack overflow inside WebAssembly (deep C-level recursion:
+// repr or json of data nested thousands deep, a recursion limit raised far above 1000).
+function describeFailure(error) {
+  const text = String(error && error.stack || error);
+  if (!text.includes("Maximum call stack size exceeded")) return text;
+  return "a cell recursed too deeply for the WebAssembly stack, which Pyodide cannot recover " +
+    "from; keep sys.setrecursionlimit near its default and data nested less than a few " +
+    `thousand levels deep (${text.slice(0, 200)})`;
+}
+
 self.onmessage = (event) => {
   const data = event.data;
   if (data.kind === "init") {
     config = data.config;
     control = data.control;
     interruptBuffer = data.interrupt;
-    boot().then(serve).catch((error) => fatal(error && error.stack || error));
+    boot().then(serve).catch((error) => fatal(describeFailure(error)));
   } else if (data.kind === "interrupt") {
     // Only reaches this thread while a cell is suspended in `await` (otherwise Python holds the
     // thread and the interrupt buffer does the job): cancel its tasks so the cell resumes.

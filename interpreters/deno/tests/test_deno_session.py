@@ -190,3 +190,11 @@ async def test_tool_results_of_every_size_up_to_the_frame_limit_arrive_whole() -
         assert result.error is not None
         assert "frame limit" in result.error.message
         assert (await interp.execute("len(text(10))")).value == "10"
+
+
+async def test_a_webassembly_stack_overflow_loses_the_session_and_says_why() -> None:
+    # The one failure Pyodide cannot recover from; the error must say what happened.
+    async with DenoInterpreter() as interp:
+        await interp.execute("nested = []\nfor _ in range(100_000):\n    nested = [nested]")
+        with pytest.raises(SessionLostError, match="recursed too deeply"):
+            await interp.execute("repr(nested)", timeout=60)
