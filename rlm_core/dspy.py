@@ -15,7 +15,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import dspy
+try:
+    import dspy
+except ImportError as exc:
+    raise ImportError("rlm_core.dspy needs DSPy: pip install 'rlm-core[dspy]'") from exc
 
 from rlm_core.errors import ConfigError
 from rlm_core.result import RLMResult

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -141,3 +143,10 @@ def test_a_saved_program_keeps_tuned_instructions(tmp_path: Path) -> None:
     loaded = Report()
     loaded.load(str(tmp_path / "report.json"))
     assert loaded.count_words.instructions == "Count tokens, not lines."
+
+
+def test_without_dspy_installed_the_import_says_what_to_install() -> None:
+    code = "import sys; sys.modules['dspy'] = None; import rlm_core.dspy"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode != 0
+    assert "pip install 'rlm-core[dspy]'" in done.stderr
