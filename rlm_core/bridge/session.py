@@ -85,6 +85,11 @@ def _utf8_size(text: str) -> int:
     )
 
 
+def _finite_or_none(timeout: float | None) -> float | None:
+    """The cell timeout as sent, for guests that enforce it themselves (JSON has no inf)."""
+    return timeout if timeout is not None and math.isfinite(timeout) else None
+
+
 class ChannelInterpreter(abc.ABC):
     """Implements :class:`~rlm_core.interpreter.Interpreter` over a :class:`GuestChannel`.
 
@@ -285,10 +290,7 @@ class ChannelInterpreter(abc.ABC):
                         "id": exec_id,
                         "code": code,
                         "max_output_chars": max_output_chars,
-                        # For guests that enforce it themselves too (JSON has no infinity).
-                        "timeout": timeout
-                        if timeout is not None and math.isfinite(timeout)
-                        else None,
+                        "timeout": _finite_or_none(timeout),
                     }
                 )
             )
