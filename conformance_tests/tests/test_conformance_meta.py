@@ -73,6 +73,41 @@ class SwallowsToolExceptions(MockInterpreter):
         await super().register({k: quiet(v) for k, v in (tools or {}).items()}, outputs)
 
 
+class PassesNamedParametersByName(MockInterpreter):
+    # Sends every named parameter by keyword and *args positionally: join('-', 'a') then fails.
+    async def register(self, tools=None, outputs=None):
+        import inspect
+
+        def by_name(fn):
+            signature = inspect.signature(fn)
+
+            def wrapper(*args, **kwargs):
+                call_args, call_kwargs = [], {}
+                for name, value in signature.bind(*args, **kwargs).arguments.items():
+                    kind = signature.parameters[name].kind
+                    if kind is inspect.Parameter.VAR_POSITIONAL:
+                        call_args.extend(value)
+                    elif kind is inspect.Parameter.VAR_KEYWORD:
+                        call_kwargs.update(value)
+                    elif kind is inspect.Parameter.POSITIONAL_ONLY:
+                        call_args.append(value)
+                    else:
+                        call_kwargs[name] = value
+                return fn(*call_args, **call_kwargs)
+
+            wrapper.__signature__ = signature
+            return wrapper
+
+        await super().register({k: by_name(v) for k, v in (tools or {}).items()}, outputs)
+
+
+class ReadsTheHostsStdin(MockInterpreter):
+    # Claims a process boundary, but input() in a cell reads this process's own stdin.
+    @property
+    def capabilities(self) -> Capabilities:
+        return caps(isolation="process")
+
+
 SHARED = {}
 
 
@@ -115,6 +150,8 @@ TestMisTruncates = suite_for(MisTruncates)
 TestClaimsSessionLossOnTimeout = suite_for(ClaimsSessionLossOnTimeout)
 TestLosesSessionOnTimeout = suite_for(LosesSessionOnTimeout)
 TestSwallowsToolExceptions = suite_for(SwallowsToolExceptions)
+TestPassesNamedParametersByName = suite_for(PassesNamedParametersByName)
+TestReadsTheHostsStdin = suite_for(ReadsTheHostsStdin)
 TestLeaksBetweenSessions = suite_for(LeaksBetweenSessions)
 TestClaimsNoNetwork = suite_for(ClaimsNoNetwork)
 TestClaimsHiddenEnv = suite_for(ClaimsHiddenEnv)
@@ -148,6 +185,8 @@ MUST_FAIL = [
     ("TestLosesSessionOnTimeout", "test_session_survives_timeout"),
     ("TestSwallowsToolExceptions", "test_host_exception_is_catchable_with_type_and_message"),
     ("TestSwallowsToolExceptions", "test_uncaught_host_exception_is_a_code_error"),
+    ("TestPassesNamedParametersByName", "test_named_parameter_before_var_args"),
+    ("TestReadsTheHostsStdin", "test_reading_stdin_sees_end_of_file_not_the_protocol"),
     ("TestLeaksBetweenSessions", "test_sessions_share_nothing"),
     ("TestClaimsNoNetwork", "test_network_is_blocked"),
     ("TestClaimsHiddenEnv", "test_host_env_secret_is_invisible"),
@@ -164,6 +203,8 @@ MUST_HOLD = [
     ("TestHonestMock", "test_infinite_loop_is_interrupted", "passed"),
     ("TestHonestMock", "test_no_silent_overrides_DO_NOT_OVERRIDE", "passed"),
     ("TestHonestMock", "test_network_is_blocked", "skipped"),
+    ("TestHonestMock", "test_named_parameter_before_var_args", "passed"),
+    ("TestHonestMock", "test_reading_stdin_sees_end_of_file_not_the_protocol", "skipped"),
     ("TestHonestMock", "test_timeout_loses_the_session", "skipped"),
     ("TestMarkedOverride", "test_no_silent_overrides_DO_NOT_OVERRIDE", "passed"),
     ("TestMarkedOverride", "test_stdout_is_captured", "skipped"),  # xfail is a skip in JUnit
