@@ -35,6 +35,7 @@ from e2b.envd.process import process_connect, process_pb
 from protobuf import Oneof
 
 from rlm_core.bridge.process import LOCAL_PROCESS_CAPABILITIES
+from rlm_e2b._interpreter import E2BInterpreter
 
 __all__ = [
     "DEBUG_SANDBOX_ID",
@@ -311,7 +312,7 @@ class StandInE2B:
     synchronous and asynchronous clients alike::
 
         with StandInE2B() as standin:
-            interp = E2BInterpreter(**standin.settings(), capabilities=STANDIN_CAPABILITIES)
+            interp = standin.interpreter(template="base")
 
     Args:
         api_key: The API key the control plane accepts (any non-empty key when None).
@@ -430,6 +431,10 @@ class StandInE2B:
             "api_url": self.url,
             "sandbox_url": self.url,
         }
+
+    def interpreter(self, **options: Any) -> E2BInterpreter:
+        """An ``E2BInterpreter`` on this stand-in that claims only what a local process holds."""
+        return E2BInterpreter(**self.settings(), capabilities=STANDIN_CAPABILITIES, **options)
 
     def debug_settings(self) -> DebugSettings:
         """Settings for the SDK's debug mode: no control plane, envd at this stand-in.

@@ -12,8 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from rlm_conformance import InterpreterConformance, InterpreterFactory
-from rlm_e2b import E2BInterpreter
-from rlm_e2b.testing import STANDIN_CAPABILITIES, StandInE2B
+from rlm_e2b.testing import StandInE2B
 
 
 @pytest.fixture(scope="module")
@@ -32,4 +31,4 @@ class TestE2BConformance(InterpreterConformance):
 
     @pytest.fixture
     def make_interpreter(self, standin: StandInE2B) -> InterpreterFactory:
-        return lambda: E2BInterpreter(**standin.settings(), capabilities=STANDIN_CAPABILITIES)
+        return standin.interpreter

@@ -16,7 +16,7 @@ from rlm_core.errors import (
     SessionLostError,
 )
 from rlm_e2b import E2BInterpreter
-from rlm_e2b.testing import STANDIN_CAPABILITIES, StandInE2B
+from rlm_e2b.testing import StandInE2B
 
 pytestmark = pytest.mark.anyio
 
@@ -36,14 +36,6 @@ def standin() -> Iterator[StandInE2B]:
 def no_e2b_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("E2B_API_KEY", "E2B_DEBUG", "E2B_API_URL", "E2B_SANDBOX_URL", "E2B_DOMAIN"):
         monkeypatch.delenv(name, raising=False)
-
-
-def interpreter(standin: StandInE2B, **options: object) -> E2BInterpreter:
-    return E2BInterpreter(
-        **standin.settings(),
-        capabilities=STANDIN_CAPABILITIES,
-        **options,  # type: ignore[arg-type]
-    )
 
 
 @pytest.mark.usefixtures("no_e2b_environment")
@@ -84,7 +76,7 @@ async def test_quota_exhaustion_names_the_concurrency_limit(standin: StandInE2B)
         429, "You have reached the maximum number of concurrent E2B sandboxes (20)"
     )
     with pytest.raises(InterpreterUnavailableError) as caught:
-        await interpreter(standin, retries=0).start()
+        await standin.interpreter(retries=0).start()
     message = str(caught.value)
     assert "maximum number of concurrent" in message  # E2B's own words are kept
     assert "limit" in message
@@ -93,7 +85,7 @@ async def test_quota_exhaustion_names_the_concurrency_limit(standin: StandInE2B)
 
 async def test_a_transient_rate_limit_is_retried_by_the_sdk(standin: StandInE2B) -> None:
     standin.fail_next_create(429, "rate limited")
-    async with interpreter(standin, retries=1) as interp:
+    async with standin.interpreter(retries=1) as interp:
         assert (await interp.execute("1")).value == "1"
     assert standin.methods()[:1] == ["POST /v2/sandboxes"]
     assert len(standin.calls_named("POST /v2/sandboxes")) == 2
@@ -102,18 +94,18 @@ async def test_a_transient_rate_limit_is_retried_by_the_sdk(standin: StandInE2B)
 async def test_an_unknown_template_names_the_template_setting(standin: StandInE2B) -> None:
     standin.fail_next_create(404, "template 'nope' not found")
     with pytest.raises(InterpreterUnavailableError, match="template=") as caught:
-        await interpreter(standin, template="nope").start()
+        await standin.interpreter(template="nope").start()
     assert "'nope'" in str(caught.value)
 
 
 async def test_a_refused_timeout_names_the_timeout_setting(standin: StandInE2B) -> None:
     standin.fail_next_create(400, "Timeout cannot be greater than 1 hours")
     with pytest.raises(ConfigError, match="timeout_s"):
-        await interpreter(standin, timeout_s=86_400).start()
+        await standin.interpreter(timeout_s=86_400).start()
 
 
 async def test_a_template_without_python_names_the_python_setting(standin: StandInE2B) -> None:
-    interp = interpreter(standin, python="python3-not-in-this-template")
+    interp = standin.interpreter(python="python3-not-in-this-template")
     with pytest.raises(InterpreterUnavailableError, match="python=") as caught:
         await interp.start()
     assert "not found" in str(caught.value)  # bash's own diagnosis, from the guest's stderr
@@ -122,7 +114,7 @@ async def test_a_template_without_python_names_the_python_setting(standin: Stand
 
 
 async def test_a_sandbox_that_vanishes_mid_cell_loses_the_session(standin: StandInE2B) -> None:
-    interp = interpreter(standin)
+    interp = standin.interpreter()
     await interp.start()
     assert interp.sandbox_id is not None
     sandbox_id = interp.sandbox_id
@@ -146,7 +138,7 @@ async def test_a_sandbox_that_vanishes_mid_cell_loses_the_session(standin: Stand
 async def test_a_sandbox_that_vanished_between_cells_loses_the_session(
     standin: StandInE2B,
 ) -> None:
-    async with interpreter(standin) as interp:
+    async with standin.interpreter() as interp:
         assert interp.sandbox_id is not None
         standin.vanish(interp.sandbox_id)
         with pytest.raises(SessionLostError, match=r"was not found|ended|stopped"):
@@ -155,7 +147,7 @@ async def test_a_sandbox_that_vanished_between_cells_loses_the_session(
 
 async def test_forged_output_on_the_sandbox_stdout_ends_the_session(standin: StandInE2B) -> None:
     """Guest code writing raw text past the encoder is a protocol violation, not a hang."""
-    async with interpreter(standin) as interp:
+    async with standin.interpreter() as interp:
         with pytest.raises(SessionError):
             await interp.execute(
                 "import os\n"

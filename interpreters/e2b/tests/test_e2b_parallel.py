@@ -9,8 +9,7 @@ import pytest
 from rlm_core.errors import InterpreterUnavailableError
 from rlm_core.interpreter import Interpreter
 from rlm_core.parallel import run_many, with_interpreter
-from rlm_e2b import E2BInterpreter
-from rlm_e2b.testing import STANDIN_CAPABILITIES, StandInE2B
+from rlm_e2b.testing import StandInE2B
 
 pytestmark = pytest.mark.anyio
 
@@ -40,7 +39,7 @@ async def test_many_sessions_each_in_its_own_sandbox(standin: StandInE2B) -> Non
     # One creation is refused as if the account's sandbox quota were reached.
     standin.fail_next_create(429, "You have reached the maximum number of concurrent sandboxes")
     job = with_interpreter(
-        lambda: E2BInterpreter(**standin.settings(), retries=0, capabilities=STANDIN_CAPABILITIES),
+        lambda: standin.interpreter(retries=0),
         count_words,
     )
     results = await run_many(job, texts, limit=2)
@@ -67,9 +66,7 @@ async def test_a_failing_job_still_closes_its_sandbox(standin: StandInE2B) -> No
         assert result.error is not None
         raise ValueError(result.error.type)
 
-    job = with_interpreter(
-        lambda: E2BInterpreter(**standin.settings(), capabilities=STANDIN_CAPABILITIES), broken
-    )
+    job = with_interpreter(lambda: standin.interpreter(), broken)
     results = await run_many(job, [1, 2, 3], limit=3)
     assert [str(r.error) for r in results] == ["ZeroDivisionError"] * 3
     assert len(standin.calls_named("DELETE /sandboxes")) == 3

@@ -32,18 +32,9 @@ def standin() -> Iterator[StandInE2B]:
         yield server
 
 
-def interpreter(standin: StandInE2B, **options: object) -> E2BInterpreter:
-    return E2BInterpreter(
-        **standin.settings(),
-        capabilities=STANDIN_CAPABILITIES,
-        **options,  # type: ignore[arg-type]
-    )
-
-
 async def test_session_rpc_sequence(standin: StandInE2B) -> None:
     """create, bootstrap, execute with a tool callback, close: one request each, in order."""
-    interp = interpreter(
-        standin,
+    interp = standin.interpreter(
         template="rlm-python",
         timeout_s=120,
         metadata={"job": "t1"},
@@ -96,7 +87,7 @@ async def test_debug_mode_makes_no_control_plane_calls(standin: StandInE2B) -> N
 
 async def test_frames_of_every_length_survive_the_text_only_stdout(standin: StandInE2B) -> None:
     """The SDK decodes stdout as UTF-8; frame headers holding bytes >= 0x80 must still arrive."""
-    async with interpreter(standin) as interp:
+    async with standin.interpreter() as interp:
         await interp.set_variables({"raw": bytes(range(256))})
         for n in range(0, 400, 7):  # result frames whose length bytes sweep 0x00-0xff
             result = await interp.execute(f"print('é' * {n}, end='')")
@@ -107,7 +98,7 @@ async def test_frames_of_every_length_survive_the_text_only_stdout(standin: Stan
 async def test_large_input_moves_raw(standin: StandInE2B) -> None:
     """A 10 MB string crosses in stdin chunks no larger than the configured size."""
     text = "ü" * 5_000_000
-    async with interpreter(standin, stdin_chunk_bytes=1 << 20) as interp:
+    async with standin.interpreter(stdin_chunk_bytes=1 << 20) as interp:
         await interp.set_variables({"big": text})
         assert (await interp.execute("len(big), big[-1]")).value == "(5000000, 'ü')"
     sizes = [c.fields["bytes"] for c in standin.calls_named("SendInput")]
@@ -127,7 +118,7 @@ async def test_sandbox_io_does_not_block_the_event_loop(standin: StandInE2B) -> 
             gaps.append(now - last)
             last = now
 
-    async with interpreter(standin) as interp, anyio.create_task_group() as group:
+    async with standin.interpreter() as interp, anyio.create_task_group() as group:
         group.start_soon(ticker)
         result = await interp.execute("import time; time.sleep(1); 'done'")
         group.cancel_scope.cancel()
@@ -138,7 +129,7 @@ async def test_sandbox_io_does_not_block_the_event_loop(standin: StandInE2B) -> 
 
 async def test_close_kills_a_guest_that_does_not_exit(standin: StandInE2B) -> None:
     """A guest that ignores shutdown is killed with a signal, then the sandbox is deleted."""
-    async with interpreter(standin) as interp:
+    async with standin.interpreter() as interp:
         # A forked child keeps the guest's stdout open, so the command outlives the shutdown.
         await interp.execute(
             "import os, time\nif os.fork() == 0:\n    time.sleep(30)\n    os._exit(0)"
@@ -167,9 +158,7 @@ def test_real_e2b_claims_a_microvm_and_follows_the_network_setting() -> None:
 
 def test_blocking_facade_drives_e2b_from_sync_code(standin: StandInE2B) -> None:
     """Sync callers (scripts, DSPy) use the same async SDK through BlockingInterpreter."""
-    with BlockingInterpreter(
-        E2BInterpreter(**standin.settings(), capabilities=STANDIN_CAPABILITIES)
-    ) as repl:
+    with BlockingInterpreter(standin.interpreter()) as repl:
         repl.register({"shout": str.upper})
         assert repl.execute("shout('e2b')").value == "'E2B'"
     assert standin.live_sandboxes == []

@@ -234,10 +234,10 @@ class ModalInterpreter(ChannelInterpreter):
         if self.standin:
             from rlm_modal.testing import ModalStandin
 
-            standin = await anyio.to_thread.run_sync(ModalStandin.shared)
-            self.server_url = standin.url
-            self.token_id = self.token_id or "ak-standin"
-            self.token_secret = self.token_secret or "as-standin"
+            standin = (await anyio.to_thread.run_sync(ModalStandin.shared)).settings()
+            self.server_url = standin["server_url"]
+            self.token_id = self.token_id or standin["token_id"]
+            self.token_secret = self.token_secret or standin["token_secret"]
         credentials = self._credentials()
         try:
             import modal

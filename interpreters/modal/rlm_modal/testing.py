@@ -25,7 +25,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Self, TypedDict
 
 import grpclib.server
 from grpclib import GRPCError, Status
@@ -33,14 +33,27 @@ from modal_proto import api_grpc, api_pb2, task_command_router_grpc
 from modal_proto import task_command_router_pb2 as sr_pb2
 
 from rlm_core.bridge.process import LOCAL_PROCESS_CAPABILITIES
+from rlm_modal._interpreter import ModalInterpreter
 
-__all__ = ["STANDIN_CAPABILITIES", "ModalStandin", "RecordedCall"]
+__all__ = ["STANDIN_CAPABILITIES", "ModalStandin", "RecordedCall", "StandInSettings"]
 
 STANDIN_CAPABILITIES = LOCAL_PROCESS_CAPABILITIES
 """What a sandbox of the stand-in really enforces: a local process with a clean environment.
 
 Pass it as ``ModalInterpreter(capabilities=...)`` so isolation probes are not claimed falsely.
 """
+
+
+class StandInSettings(TypedDict):
+    """What :meth:`ModalStandin.settings` returns: keyword arguments for ModalInterpreter."""
+
+    server_url: str
+    token_id: str
+    token_secret: str
+
+
+_TOKEN_ID = "ak-standin"
+_TOKEN_SECRET = "as-standin"  # the stand-in accepts any token; these only make it non-empty
 
 _STDIO_CHUNK = 256 * 1024
 # The guest's environment is rebuilt from scratch, as in a real container: host secrets
@@ -450,6 +463,14 @@ class ModalStandin:
 
     # ---- what tests look at and control ------------------------------------------------
 
+    def settings(self) -> StandInSettings:
+        """Keyword arguments that point a ``ModalInterpreter`` at this stand-in."""
+        return {"server_url": self.url, "token_id": _TOKEN_ID, "token_secret": _TOKEN_SECRET}
+
+    def interpreter(self, **options: Any) -> ModalInterpreter:
+        """A ``ModalInterpreter`` on this stand-in that claims only what a local process holds."""
+        return ModalInterpreter(**self.settings(), capabilities=STANDIN_CAPABILITIES, **options)
+
     @property
     def calls(self) -> list[RecordedCall]:
         """Every RPC received so far, in order (a copy)."""
@@ -557,7 +578,7 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with ModalStandin() as standin:
         print(f"MODAL_SERVER_URL={standin.url}", flush=True)  # noqa: T201 - the CLI's output
-        print("MODAL_TOKEN_ID=ak-standin\nMODAL_TOKEN_SECRET=as-standin", flush=True)  # noqa: T201
+        print(f"MODAL_TOKEN_ID={_TOKEN_ID}\nMODAL_TOKEN_SECRET={_TOKEN_SECRET}", flush=True)  # noqa: T201
         with contextlib.suppress(KeyboardInterrupt):
             stop.wait()
 

@@ -13,8 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from rlm_conformance import InterpreterConformance, InterpreterFactory
-from rlm_modal import ModalInterpreter
-from rlm_modal.testing import STANDIN_CAPABILITIES, ModalStandin
+from rlm_modal.testing import ModalStandin
 
 
 @pytest.fixture(scope="module")
@@ -31,9 +30,4 @@ class TestModalConformance(InterpreterConformance):
 
     @pytest.fixture
     def make_interpreter(self, standin: ModalStandin) -> InterpreterFactory:
-        return lambda: ModalInterpreter(
-            server_url=standin.url,
-            token_id="ak-standin",
-            token_secret="as-standin",
-            capabilities=STANDIN_CAPABILITIES,
-        )
+        return standin.interpreter

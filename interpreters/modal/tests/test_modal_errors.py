@@ -16,7 +16,7 @@ from grpclib import Status
 from rlm_core.config import load_settings
 from rlm_core.errors import ConfigError, InterpreterUnavailableError, SessionLostError
 from rlm_modal import ModalInterpreter
-from rlm_modal.testing import STANDIN_CAPABILITIES, ModalStandin
+from rlm_modal.testing import ModalStandin
 
 pytestmark = pytest.mark.anyio
 
@@ -39,16 +39,6 @@ def no_modal_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("MODAL_CONFIG_PATH", "/nonexistent/modal.toml")
     monkeypatch.setattr(modal.config, "_user_config", {})
-
-
-def make(standin: ModalStandin, **settings: object) -> ModalInterpreter:
-    return ModalInterpreter(
-        server_url=standin.url,
-        token_id="ak-dummy",
-        token_secret="as-dummy",
-        capabilities=STANDIN_CAPABILITIES,
-        **settings,  # type: ignore[arg-type]
-    )
 
 
 @pytest.mark.usefixtures("no_modal_credentials")
@@ -97,7 +87,7 @@ async def test_unreachable_server_fails_within_the_connect_timeout() -> None:
 async def test_rejected_token_names_the_credential_variables(standin: ModalStandin) -> None:
     standin.fail_next("AppGetOrCreate", Status.UNAUTHENTICATED, "Invalid token")
     with pytest.raises(InterpreterUnavailableError) as caught:
-        await make(standin).start()
+        await standin.interpreter().start()
     assert "Invalid token" in str(caught.value)
     assert "MODAL_TOKEN_ID" in str(caught.value)
     assert isinstance(caught.value.__cause__, modal.exception.AuthError)
@@ -109,7 +99,7 @@ async def test_quota_error_names_the_resource_settings(standin: ModalStandin) ->
         "SandboxCreateV2", Status.RESOURCE_EXHAUSTED, "workspace limit of 10 sandboxes reached"
     )
     with pytest.raises(InterpreterUnavailableError) as caught:
-        await make(standin, cpu=8.0, memory=32768).start()
+        await standin.interpreter(cpu=8.0, memory=32768).start()
     message = str(caught.value)
     assert "workspace limit of 10 sandboxes reached" in message
     assert "cpu=" in message
@@ -124,7 +114,7 @@ async def test_quota_error_names_the_resource_settings(standin: ModalStandin) ->
 async def test_failed_image_build_names_the_image_setting(standin: ModalStandin) -> None:
     standin.fail_next_image_build("pull access denied for python:9.99")
     with pytest.raises(InterpreterUnavailableError) as caught:
-        await make(standin, image="python:9.99").start()
+        await standin.interpreter(image="python:9.99").start()
     message = str(caught.value)
     assert "'python:9.99'" in message
     assert "pull access denied" in message
@@ -138,14 +128,14 @@ async def test_missing_guest_python_names_the_setting_and_leaves_no_sandbox(
 ) -> None:
     """A failure after the sandbox exists terminates it: nothing bills after a failed start."""
     with pytest.raises(InterpreterUnavailableError, match=r"python=") as caught:
-        await make(standin, python="/nonexistent/python3").start()
+        await standin.interpreter(python="/nonexistent/python3").start()
     assert "/nonexistent/python3" in str(caught.value)
     assert standin.methods()[-1] == "SandboxTerminateV2"
     assert standin.running_sandbox_ids() == []
 
 
 async def test_sandbox_vanishing_between_cells_raises_session_lost(standin: ModalStandin) -> None:
-    interp = make(standin)
+    interp = standin.interpreter()
     await interp.start()
     await interp.execute("x = 1", timeout=30)
     assert interp.sandbox_id is not None
@@ -162,7 +152,7 @@ async def test_sandbox_vanishing_mid_cell_raises_session_lost_promptly(
     standin: ModalStandin,
 ) -> None:
     """A cell waiting on a sandbox that dies ends with SessionLostError, not its timeout."""
-    interp = make(standin)
+    interp = standin.interpreter()
     await interp.start()
     assert interp.sandbox_id is not None
     sandbox_id = interp.sandbox_id
@@ -183,7 +173,7 @@ async def test_sandbox_vanishing_mid_cell_raises_session_lost_promptly(
 
 async def test_sandbox_timeout_setting_is_enforced(standin: ModalStandin) -> None:
     """timeout= reaches Modal; when the sandbox outlives it, the session is lost."""
-    interp = make(standin, timeout=1)
+    interp = standin.interpreter(timeout=1)
     await interp.start()
     assert interp.sandbox_id is not None
     assert standin.definition(interp.sandbox_id).timeout_secs == 1

@@ -17,8 +17,7 @@ from modal_proto import api_pb2
 from modal_proto import task_command_router_pb2 as sr_pb2
 
 from rlm_core.bridge.protocol import HEADER, bootstrap_frame, loader_argv
-from rlm_modal import ModalInterpreter
-from rlm_modal.testing import STANDIN_CAPABILITIES, ModalStandin
+from rlm_modal.testing import ModalStandin
 
 pytestmark = pytest.mark.anyio
 
@@ -41,16 +40,6 @@ def anyio_backend() -> str:
 def standin() -> Iterator[ModalStandin]:
     with ModalStandin() as server:
         yield server
-
-
-def make(standin: ModalStandin, **settings: object) -> ModalInterpreter:
-    return ModalInterpreter(
-        server_url=standin.url,
-        token_id="ak-dummy",
-        token_secret="as-dummy",
-        capabilities=STANDIN_CAPABILITIES,
-        **settings,  # type: ignore[arg-type]
-    )
 
 
 def split_frames(stream: bytes) -> list[tuple[dict[str, object], int]]:
@@ -79,7 +68,7 @@ async def test_session_makes_exactly_the_expected_rpcs(
         looked_up.append(key)
         return key.upper()
 
-    interp = make(standin, cpu=0.5, memory=256, timeout=120)
+    interp = standin.interpreter(cpu=0.5, memory=256, timeout=120)
     await interp.start()
     await interp.register({"lookup": lookup})
     result = await interp.execute("print(lookup('abc'))", timeout=30)
@@ -133,7 +122,7 @@ async def test_binary_data_survives_both_directions(standin: ModalStandin) -> No
     """Every byte value and CR/LF/NUL pass unchanged: the exec streams are bytes, not text."""
     blob = bytes(range(256)) * 4096
     text = "é\r\n\x00 ☃ " * 10_000
-    async with make(standin) as interp:
+    async with standin.interpreter() as interp:
         await interp.set_variables({"blob": blob, "text": text})
         result = await interp.execute(
             "import hashlib\n"
@@ -149,7 +138,7 @@ async def test_binary_data_survives_both_directions(standin: ModalStandin) -> No
 
 async def test_large_variable_moves_in_bounded_stdin_writes(standin: ModalStandin) -> None:
     """A 10 MB input crosses as raw bytes in 1 MiB stdin RPCs (the SDK buffers at most 16)."""
-    async with make(standin) as interp:
+    async with standin.interpreter() as interp:
         await interp.set_variables({"ctx": "x" * 10_000_000})
         assert (await interp.execute("len(ctx)", timeout=30)).value == "10000000"
     sizes = [len(c.request.data) for c in standin.calls if c.method == "TaskExecStdinWrite"]
@@ -167,7 +156,7 @@ async def test_sandbox_io_does_not_block_the_event_loop(standin: ModalStandin) -
             await anyio.sleep(0.05)
             ticks += 1
 
-    async with make(standin) as interp, anyio.create_task_group() as group:
+    async with standin.interpreter() as interp, anyio.create_task_group() as group:
         group.start_soon(ticker)
         started = time.perf_counter()
         result = await interp.execute("import time; time.sleep(1)", timeout=30)
@@ -182,7 +171,7 @@ async def test_timed_out_cell_is_interrupted_and_the_session_survives(
     standin: ModalStandin,
 ) -> None:
     """The interrupt frame travels over the exec's stdin; globals survive the timeout."""
-    async with make(standin) as interp:
+    async with standin.interpreter() as interp:
         await interp.execute("kept = 41", timeout=30)
         timed_out = await interp.execute("while True: pass", timeout=0.5)
         after = await interp.execute("kept + 1", timeout=30)
@@ -192,7 +181,7 @@ async def test_timed_out_cell_is_interrupted_and_the_session_survives(
 
 async def test_each_interpreter_gets_its_own_sandbox(standin: ModalStandin) -> None:
     """Concurrent sessions run in separate sandboxes that share nothing, and all are closed."""
-    interps = [make(standin) for _ in range(3)]
+    interps = [standin.interpreter() for _ in range(3)]
     async with anyio.create_task_group() as group:
         for interp in interps:
             group.start_soon(interp.start)
