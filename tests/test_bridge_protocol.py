@@ -207,3 +207,17 @@ async def test_tool_result_over_the_frame_limit_is_a_guest_error_not_a_lost_sess
         assert result.error.type == "ValueError"
         assert "frame limit" in result.error.message
         assert (await interp.execute("len(big(1000))")).value == "1000"
+
+
+async def test_a_result_over_the_frame_limit_is_an_error_and_the_session_goes_on() -> None:
+    from rlm_subprocess import SubprocessInterpreter
+
+    interp = SubprocessInterpreter()
+    interp.max_frame_bytes = 100_000
+    async with interp:
+        result = await interp.execute("SUBMIT('x' * 200_000)")
+        assert result.submitted is None
+        assert result.error is not None
+        assert result.error.type == "ValueError"
+        assert "too large to return" in result.error.message
+        assert (await interp.execute("1 + 1")).value == "2"

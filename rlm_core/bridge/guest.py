@@ -560,6 +560,30 @@ def _code_error(exc):
     }
 
 
+def oversized_result(result, exc):
+    """The result frame sent instead of ``result`` when that is over the frame limit."""
+    return {
+        "t": "result",
+        "id": result.get("id"),
+        "stdout": "",
+        "stderr": "",
+        "stdout_chars": 0,
+        "stderr_chars": 0,
+        "value": None,
+        "submitted": None,
+        "truncated": True,
+        "timed_out": result.get("timed_out", False),
+        "error": {
+            "type": "ValueError",
+            "message": "the cell's result is too large to return ({}); submit or print less".format(
+                _safe_str(exc)
+            ),
+            "traceback": "",
+            "lineno": None,
+        },
+    }
+
+
 # --------------------------------------------------------------------------- stdio driver
 
 
@@ -844,27 +868,7 @@ class StdioDriver(object):
         try:
             self.send(result)
         except ValueError as exc:
-            self.send(
-                {
-                    "t": "result",
-                    "id": message.get("id"),
-                    "stdout": "",
-                    "stderr": "",
-                    "stdout_chars": 0,
-                    "stderr_chars": 0,
-                    "value": None,
-                    "submitted": None,
-                    "truncated": True,
-                    "timed_out": result.get("timed_out", False),
-                    "error": {
-                        "type": "ValueError",
-                        "message": "the cell's result is too large to return ({}); submit or "
-                        "print less".format(exc),
-                        "traceback": "",
-                        "lineno": None,
-                    },
-                }
-            )
+            self.send(oversized_result(result, exc))
 
 
 def main():

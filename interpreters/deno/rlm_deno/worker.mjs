@@ -81,22 +81,6 @@ def cancel_tasks():
         task.cancel()
 
 
-def _frame_error(message_id, text):
-    return {
-        "t": "result",
-        "id": message_id,
-        "stdout": "",
-        "stderr": "",
-        "stdout_chars": 0,
-        "stderr_chars": 0,
-        "value": None,
-        "submitted": None,
-        "truncated": True,
-        "timed_out": False,
-        "error": {"type": "ValueError", "message": text, "traceback": "", "lineno": None},
-    }
-
-
 class Bridge(object):
     """Serves one guest Session for the worker: the Pyodide twin of guest.StdioDriver."""
 
@@ -258,10 +242,7 @@ class Bridge(object):
         try:
             return self._encode(result)
         except ValueError as exc:
-            out = _frame_error(message.get("id"), "the cell's result is too large to return ({}); "
-                               "submit or print less".format(exc))
-            out["timed_out"] = result.get("timed_out", False)
-            return self._encode(out)
+            return self._encode(self.guest.oversized_result(result, exc))
 `;
 
 // Taken before lockDown() removes Deno from the globals; guest code cannot reach a

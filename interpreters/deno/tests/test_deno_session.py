@@ -198,3 +198,13 @@ async def test_a_webassembly_stack_overflow_loses_the_session_and_says_why() -> 
         await interp.execute("nested = []\nfor _ in range(100_000):\n    nested = [nested]")
         with pytest.raises(SessionLostError, match="recursed too deeply"):
             await interp.execute("repr(nested)", timeout=60)
+
+
+async def test_a_result_over_the_frame_limit_is_an_error_and_the_session_goes_on() -> None:
+    interp = DenoInterpreter()
+    interp.max_frame_bytes = 100_000
+    async with interp:
+        result = await interp.execute("SUBMIT('x' * 200_000)")
+        assert result.error is not None
+        assert "too large to return" in result.error.message
+        assert (await interp.execute("1 + 1")).value == "2"
