@@ -150,6 +150,10 @@ class Interpreter(Protocol):
     Call order: ``start()``, then any number of ``register``/``set_variables``/``execute`` in
     any order, then ``aclose()``. Globals persist across cells. Instances are single-session:
     after ``aclose()`` (or a :class:`~rlm_core.errors.SessionError`) make a new one.
+
+    Constructing an interpreter does no I/O: no process, connection or file is opened before
+    ``start()``, so building one to read its ``capabilities`` (as the loop, the CLI and the
+    conformance suite do) costs nothing and needs nothing installed beyond the package.
     """
 
     @property

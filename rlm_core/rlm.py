@@ -9,7 +9,6 @@ Example::
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import functools
 import threading
@@ -260,8 +259,8 @@ class RLM:
         """Run on ``inputs`` and wait; works with or without a running event loop."""
         job = functools.partial(self.acall, **inputs)
         try:
-            asyncio.get_running_loop()
-        except RuntimeError:
+            anyio.get_current_task()  # any event loop anyio knows (asyncio or trio) counts
+        except anyio.NoEventLoopError:
             return anyio.run(job)
         # Called from async code: run on a private loop in a worker thread, since this
         # thread's loop cannot be re-entered.
