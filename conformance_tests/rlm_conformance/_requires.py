@@ -6,27 +6,28 @@ naming the capability, so no test body repeats an ``if ...: pytest.skip`` line.
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from typing import Final
 
 import pytest
 
-from rlm_core.interpreter import Capabilities
+from rlm_core.interpreter import Capabilities, Isolation
 
 __all__ = ["ISOLATION_ORDER", "MARKER", "requires", "unmet_requirements"]
 
 MARKER: Final = "rlm_requires"
 """The registered marker name; ``requires(...)`` is the spelling tests use."""
 
-ISOLATION_ORDER: Final = ("none", "process", "wasm", "container", "microvm")
-"""Isolation levels, weakest first (the order of ``rlm_core.interpreter.Isolation``)."""
+ISOLATION_ORDER: Final[tuple[str, ...]] = typing.get_args(Isolation)
+"""Isolation levels, weakest first: the order of ``rlm_core.interpreter.Isolation`` itself."""
 
-_BOOL_KEYS: Final = (
-    "network",
-    "writable_filesystem",
-    "survives_timeout",
-    "host_env_visible",
-    "host_files_visible",
+_BOOL_KEYS: Final = tuple(
+    name
+    for name, kind in typing.get_type_hints(Capabilities).items()
+    if kind is bool and name in {f.name for f in dataclasses.fields(Capabilities)}
 )
+"""Every yes/no capability of the contract, read from :class:`Capabilities` itself."""
 _KEYS: Final = frozenset(
     {*_BOOL_KEYS, "isolation_at_least", "isolation_at_most", "max_variable_bytes"}
 )

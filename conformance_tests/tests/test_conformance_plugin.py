@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import subprocess
 import sys
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from rlm_conformance import requires
-from rlm_conformance._requires import MARKER, unmet_requirements
+from rlm_conformance._requires import _KEYS, MARKER, unmet_requirements
 from rlm_core.interpreter import Capabilities
 
 
@@ -121,6 +122,11 @@ def test_no_variable_limit_meets_any_size() -> None:
         max_variable_bytes=None,
     )
     assert unmet_requirements({"max_variable_bytes": 10**12}, caps) == []
+
+
+def test_requires_takes_every_capability_of_the_contract() -> None:
+    """A capability added to Capabilities must be gateable: requires() takes a keyword for it."""
+    assert set(inspect.signature(requires).parameters) == _KEYS
 
 
 def test_unknown_isolation_level_is_rejected() -> None:
