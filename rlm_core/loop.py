@@ -19,7 +19,7 @@ import anyio
 
 import rlm_core.prompts as wording
 from rlm_core.budget import Ledger
-from rlm_core.errors import OutputValidationError, RunError, SessionError
+from rlm_core.errors import LMError, OutputValidationError, RunError, SessionError
 from rlm_core.extract import extract_code
 from rlm_core.interpreter import (
     GUEST_BUILTINS,
@@ -32,7 +32,7 @@ from rlm_core.interpreter import SubmitField as SubmitParam
 from rlm_core.lm import LM, Completion, Message
 from rlm_core.result import RLMResult
 from rlm_core.signature import Field, SignatureSpec
-from rlm_core.tools import ToolSpec, describe_tools
+from rlm_core.tools import ToolSpec, describe_exception, describe_tools, stops_the_run
 from rlm_core.trajectory import Event, Step, SubCall
 
 __all__ = ["BUILTIN_TOOL_NAMES", "Run", "RunConfig"]
@@ -280,7 +280,15 @@ class Run:
         if self.depth > 0:  # a child's steps are sub-calls of the tree
             self.ledger.reserve_sub_calls(1)
         started = time.perf_counter()
-        completion = await self.config.lm.complete(list(messages))
+        lm = self.config.lm
+        try:
+            completion = await lm.complete(list(messages))
+        except LMError:
+            raise
+        except BaseException as exc:
+            if stops_the_run(exc):
+                raise
+            raise LMError(f"{lm.model}: {_one_line(exc)}") from exc
         self._last_lm_seconds = time.perf_counter() - started
         self.ledger.record(self.config.lm.model, completion.usage, self._last_lm_seconds)
         return completion
@@ -349,8 +357,10 @@ class Run:
                 async with limiter:
                     try:
                         answers[i] = await run._sub_query(prompt)
-                    except Exception as exc:  # one failed slot must not fail the batch
-                        answers[i] = f"[ERROR] {type(exc).__name__}: {exc}"
+                    except BaseException as exc:  # one failed slot must not fail the batch
+                        if stops_the_run(exc):
+                            raise
+                        answers[i] = f"[ERROR] {_one_line(exc)}"
 
             async with anyio.create_task_group() as tg:
                 for i, prompt in enumerate(prompts):
@@ -380,8 +390,8 @@ class Run:
         try:
             self.ledger.check()
             completion = await sub_lm.complete([{"role": "user", "content": prompt}])
-        except Exception as exc:
-            call.error = f"{type(exc).__name__}: {exc}"
+        except BaseException as exc:
+            call.error = _one_line(exc)
             raise
         finally:
             call.duration_s = time.perf_counter() - started
@@ -413,8 +423,8 @@ class Run:
         started = time.perf_counter()
         try:
             result = await child.run(inputs)
-        except Exception as exc:
-            call.error = f"{type(exc).__name__}: {exc}"
+        except BaseException as exc:
+            call.error = _one_line(exc)
             raise
         finally:
             call.duration_s = time.perf_counter() - started
@@ -425,6 +435,11 @@ class Run:
     def _attach(self, call: SubCall) -> None:
         if self._current is not None:
             self._current.sub_calls.append(call)
+
+
+def _one_line(exc: BaseException) -> str:
+    problem = describe_exception(exc)
+    return f"{problem['type']}: {problem['message']}"
 
 
 def _check_prompt_list(prompts: object) -> None:
