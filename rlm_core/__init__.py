@@ -20,6 +20,7 @@ from rlm_core.errors import (
     RunError,
     SessionError,
     SessionLostError,
+    SessionOpenError,
 )
 from rlm_core.interpreter import (
     JSON,
@@ -63,6 +64,7 @@ __all__ = [
     "RunError",
     "SessionError",
     "SessionLostError",
+    "SessionOpenError",
     "Settings",
     "Signature",
     "SubmitField",

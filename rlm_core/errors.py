@@ -17,6 +17,7 @@ sandbox session is gone::
     └── RunError                          an RLM run gave up (raised by the loop)
         ├── BudgetExceededError           a call, token, cost or time budget ran out
         ├── LMError                       the model call failed (after its retries) or raised
+        ├── SessionOpenError              every attempt to open a sandbox session was lost
         └── OutputValidationError         the outputs could not be validated, even by extract
 
 Backends wrap SDK exceptions with ``raise SessionLostError(...) from exc`` so the cause stays
@@ -40,6 +41,7 @@ __all__ = [
     "RunError",
     "SessionError",
     "SessionLostError",
+    "SessionOpenError",
 ]
 
 
@@ -100,6 +102,14 @@ class LMError(RunError):
 
     Whatever a model object raises (an ``LM`` of yours included) reaches the caller as this
     error, with the original exception as ``__cause__`` and the steps so far as ``trajectory``.
+    """
+
+
+class SessionOpenError(RunError):
+    """No sandbox session could be opened within the loop's retries.
+
+    Each attempt (start, register, binding the inputs) lost its session, for example because
+    the sandbox was killed; ``__cause__`` is the last loss.
     """
 
 

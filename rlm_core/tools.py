@@ -27,6 +27,7 @@ __all__ = [
     "ToolParam",
     "ToolSpec",
     "call_host_tool",
+    "check_utf8",
     "current_tool_owner",
     "describe_exception",
     "describe_tools",
@@ -195,8 +196,8 @@ def to_json(value: object) -> JSON:
     return converted  # type: ignore[no-any-return]
 
 
-def _check_encodable(value: JSON) -> None:
-    """Raise TypeError if a string in ``value`` holds a lone surrogate (no UTF-8 form)."""
+def check_utf8(value: JSON) -> None:
+    """Raise TypeError if a string in a JSON value holds a lone surrogate (no UTF-8 form)."""
     stack: list[JSON] = [value]
     while stack:
         item = stack.pop()
@@ -293,7 +294,7 @@ async def call_host_tool(
         _tool_owner.reset(token)
     try:
         converted = to_json(value)
-        _check_encodable(converted)
+        check_utf8(converted)
         return {"ok": True, "value": converted}
     except Exception as exc:  # TypeError, or a value whose own conversion code raises
         problem = describe_exception(exc)["message"]
