@@ -30,6 +30,7 @@ if TYPE_CHECKING:
         RunError,
         SessionError,
         SessionLostError,
+        SessionOpenError,
     )
     from rlm_core.interpreter import (
         JSON,
@@ -73,6 +74,7 @@ __all__ = [
     "RunError",
     "SessionError",
     "SessionLostError",
+    "SessionOpenError",
     "Settings",
     "Signature",
     "SubmitField",

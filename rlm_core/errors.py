@@ -16,7 +16,8 @@ sandbox session is gone::
     │       └── BridgeProtocolError       the guest sent something the host will not accept
     └── RunError                          an RLM run gave up (raised by the loop)
         ├── BudgetExceededError           a call, token, cost or time budget ran out
-        ├── LMError                       the model call failed after its retries
+        ├── LMError                       the model call failed (after its retries) or raised
+        ├── SessionOpenError              every attempt to open a sandbox session was lost
         └── OutputValidationError         the outputs could not be validated, even by extract
 
 Backends wrap SDK exceptions with ``raise SessionLostError(...) from exc`` so the cause stays
@@ -40,6 +41,7 @@ __all__ = [
     "RunError",
     "SessionError",
     "SessionLostError",
+    "SessionOpenError",
 ]
 
 
@@ -96,7 +98,19 @@ class BudgetExceededError(RunError):
 
 
 class LMError(RunError):
-    """A language-model call failed after its retries (network, provider or response error)."""
+    """A language-model call failed after its retries (network, provider or response error).
+
+    Whatever a model object raises (an ``LM`` of yours included) reaches the caller as this
+    error, with the original exception as ``__cause__`` and the steps so far as ``trajectory``.
+    """
+
+
+class SessionOpenError(RunError):
+    """No sandbox session could be opened within the loop's retries.
+
+    Each attempt (start, register, binding the inputs) lost its session, for example because
+    the sandbox was killed; ``__cause__`` is the last loss.
+    """
 
 
 class OutputValidationError(RunError):

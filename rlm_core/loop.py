@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import random
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -19,8 +20,16 @@ import anyio
 
 import rlm_core.prompts as wording
 from rlm_core.budget import Ledger
-from rlm_core.errors import OutputValidationError, RunError, SessionError
+from rlm_core.errors import (
+    InterpreterUnavailableError,
+    LMError,
+    OutputValidationError,
+    RunError,
+    SessionError,
+    SessionOpenError,
+)
 from rlm_core.extract import extract_code
+from rlm_core.inputs import check_input_sizes, variable_size
 from rlm_core.interpreter import (
     GUEST_BUILTINS,
     Capabilities,
@@ -32,7 +41,7 @@ from rlm_core.interpreter import SubmitField as SubmitParam
 from rlm_core.lm import LM, Completion, Message
 from rlm_core.result import RLMResult
 from rlm_core.signature import Field, SignatureSpec
-from rlm_core.tools import ToolSpec, describe_tools
+from rlm_core.tools import ToolSpec, describe_exception, describe_tools, stops_the_run
 from rlm_core.trajectory import Event, Step, SubCall
 
 __all__ = ["BUILTIN_TOOL_NAMES", "Run", "RunConfig"]
@@ -41,6 +50,25 @@ BUILTIN_TOOL_NAMES = frozenset({"llm_query", "llm_query_batched", "rlm_query"})
 """Host tools every run registers; user tools and inputs may not take these names."""
 
 _run_ids = itertools.count(1)
+
+OPEN_ATTEMPTS = 8
+"""How many times a run tries to open a session (start, register, bind inputs) before giving up."""
+
+
+def _open_backoff(attempt: int) -> float:
+    """Seconds to wait before ``attempt`` (2, 3, ...): 0.1, 0.2, 0.4, ... up to 2, jittered."""
+    return float(min(2.0, 0.1 * 2 ** (attempt - 2)) * random.uniform(0.5, 1.0))
+
+
+def _lost_while_opening(exc: BaseException) -> bool:
+    """Whether opening failed because the session died (worth a retry), not because of setup.
+
+    Some backends report a guest that died before it said ready as unavailable; the lost
+    session behind that report (its ``__cause__``) is what makes it worth a retry.
+    """
+    if isinstance(exc, SessionError):
+        return True
+    return isinstance(exc, InterpreterUnavailableError) and isinstance(exc.__cause__, SessionError)
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -81,6 +109,7 @@ class Run:
         self.steps: list[Step] = []
         self._current: Step | None = None
         self._inputs: Mapping[str, VariableValue] = {}
+        self._input_sizes: dict[str, int] | None = None
         self._last_lm_seconds = 0.0
         self._tools = self._host_tools()
         self._tool_specs: tuple[ToolSpec, ...] = describe_tools(
@@ -280,7 +309,15 @@ class Run:
         if self.depth > 0:  # a child's steps are sub-calls of the tree
             self.ledger.reserve_sub_calls(1)
         started = time.perf_counter()
-        completion = await self.config.lm.complete(list(messages))
+        lm = self.config.lm
+        try:
+            completion = await lm.complete(list(messages))
+        except LMError:
+            raise
+        except BaseException as exc:
+            if stops_the_run(exc):
+                raise
+            raise LMError(f"{lm.model}: {_one_line(exc)}") from exc
         self._last_lm_seconds = time.perf_counter() - started
         self.ledger.record(self.config.lm.model, completion.usage, self._last_lm_seconds)
         return completion
@@ -288,22 +325,57 @@ class Run:
     # ---- sessions -----------------------------------------------------------------------
 
     async def _open_session(self, inputs: Mapping[str, VariableValue]) -> tuple[Interpreter, bool]:
+        """A started session with the tools registered and the inputs bound.
+
+        A session lost while opening (the sandbox was killed during start, register or
+        set_variables) is retried with a growing pause, up to ``OPEN_ATTEMPTS`` times.
+
+        Raises:
+            ConfigError: An input is over the backend's ``max_variable_bytes`` (checked
+                before the sandbox starts).
+            SessionOpenError: Every attempt lost its session.
+        """
         self._inputs = inputs
-        interpreter, owned = self.config.new_interpreter()
-        try:
-            await interpreter.start()
-            outputs = [
-                SubmitParam(name=f.name, type=f.type_name, description=f.description)
-                for f in self.spec.outputs
-            ]
-            await interpreter.register(self._tools, outputs)
-            await interpreter.set_variables(inputs)
-        except BaseException:
-            if owned:
-                with anyio.CancelScope(shield=True):
-                    await interpreter.aclose()
-            raise
-        return interpreter, owned
+        if self._input_sizes is None:
+            self._input_sizes = {name: variable_size(v) for name, v in inputs.items()}
+        last: BaseException | None = None
+        for attempt in range(1, OPEN_ATTEMPTS + 1):
+            if last is not None:
+                await anyio.sleep(_open_backoff(attempt))
+            interpreter, owned = self.config.new_interpreter()
+            try:
+                check_input_sizes(
+                    self._input_sizes, interpreter.capabilities, type(interpreter).__name__
+                )
+                await self._prepare(interpreter)
+            except BaseException as exc:
+                if owned:
+                    with anyio.CancelScope(shield=True):
+                        await interpreter.aclose()
+                if not _lost_while_opening(exc):
+                    raise
+                last = exc
+                self._emit(
+                    "session_retry", attempt=attempt, of=OPEN_ATTEMPTS, reason=_one_line(exc)
+                )
+                continue
+            return interpreter, owned
+        assert last is not None
+        if isinstance(last, InterpreterUnavailableError):
+            raise last  # the backend's own diagnosis (what to install or fix) says the most
+        raise SessionOpenError(
+            f"no sandbox session could be opened: {OPEN_ATTEMPTS} attempts were lost while "
+            f"starting; the last: {_one_line(last)}"
+        ) from last
+
+    async def _prepare(self, interpreter: Interpreter) -> None:
+        await interpreter.start()
+        outputs = [
+            SubmitParam(name=f.name, type=f.type_name, description=f.description)
+            for f in self.spec.outputs
+        ]
+        await interpreter.register(self._tools, outputs)
+        await interpreter.set_variables(self._inputs)
 
     def _can_recurse(self) -> bool:
         return self.depth < self.config.max_depth
@@ -349,8 +421,10 @@ class Run:
                 async with limiter:
                     try:
                         answers[i] = await run._sub_query(prompt)
-                    except Exception as exc:  # one failed slot must not fail the batch
-                        answers[i] = f"[ERROR] {type(exc).__name__}: {exc}"
+                    except BaseException as exc:  # one failed slot must not fail the batch
+                        if stops_the_run(exc):
+                            raise
+                        answers[i] = f"[ERROR] {_one_line(exc)}"
 
             async with anyio.create_task_group() as tg:
                 for i, prompt in enumerate(prompts):
@@ -380,8 +454,8 @@ class Run:
         try:
             self.ledger.check()
             completion = await sub_lm.complete([{"role": "user", "content": prompt}])
-        except Exception as exc:
-            call.error = f"{type(exc).__name__}: {exc}"
+        except BaseException as exc:
+            call.error = _one_line(exc)
             raise
         finally:
             call.duration_s = time.perf_counter() - started
@@ -413,8 +487,8 @@ class Run:
         started = time.perf_counter()
         try:
             result = await child.run(inputs)
-        except Exception as exc:
-            call.error = f"{type(exc).__name__}: {exc}"
+        except BaseException as exc:
+            call.error = _one_line(exc)
             raise
         finally:
             call.duration_s = time.perf_counter() - started
@@ -425,6 +499,11 @@ class Run:
     def _attach(self, call: SubCall) -> None:
         if self._current is not None:
             self._current.sub_calls.append(call)
+
+
+def _one_line(exc: BaseException) -> str:
+    problem = describe_exception(exc)
+    return f"{problem['type']}: {problem['message']}"
 
 
 def _check_prompt_list(prompts: object) -> None:

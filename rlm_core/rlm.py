@@ -21,13 +21,14 @@ import anyio
 from rlm_core.budget import Budget, Ledger
 from rlm_core.config import Settings, load_settings
 from rlm_core.errors import ConfigError
+from rlm_core.inputs import prepare_inputs
 from rlm_core.interpreter import GUEST_BUILTINS, HostTool, Interpreter, VariableValue
 from rlm_core.lm import LM, resolve_lm
 from rlm_core.loop import BUILTIN_TOOL_NAMES, Run, RunConfig
 from rlm_core.registry import InterpreterSpec, create
 from rlm_core.result import RESERVED_RESULT_NAMES, RLMResult
 from rlm_core.signature import Signature, SignatureSpec, ensure_signature
-from rlm_core.tools import describe_tools, to_json
+from rlm_core.tools import describe_tools
 from rlm_core.trajectory import Event, EventLog
 
 __all__ = ["RESERVED_INPUT_NAMES", "RLM"]
@@ -159,17 +160,7 @@ class RLM:
             problems.append(f"unexpected inputs not declared in the signature: {unexpected}")
         if problems:
             raise ConfigError("; ".join(problems) + f" (the signature takes {names})")
-        bound: dict[str, VariableValue] = {}
-        for name in names:
-            value = inputs[name]
-            try:
-                bound[name] = value if isinstance(value, bytes | str) else to_json(value)
-            except TypeError as exc:
-                raise ConfigError(
-                    f"input {name!r} cannot enter the sandbox: {exc}; pass JSON values, "
-                    "strings, bytes, dataclasses or pydantic models"
-                ) from None
-        return bound
+        return prepare_inputs({name: inputs[name] for name in names})
 
     # ---- models and interpreters --------------------------------------------------------
 
@@ -209,8 +200,9 @@ class RLM:
         """Run on ``inputs`` without blocking the event loop.
 
         Raises:
-            ConfigError: Inputs are missing or unexpected, or no model is configured (raised
-                before any sandbox starts).
+            ConfigError: Inputs are missing, unexpected, have no exact JSON form, are not valid
+                Unicode or are over the backend's ``max_variable_bytes``, or no model is
+                configured (raised before any sandbox starts).
             BudgetExceededError: The token, USD or time budget ran out.
             OutputValidationError: No valid outputs, even from the extract fallback.
             LMError: The root model failed after its retries.

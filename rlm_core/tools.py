@@ -27,8 +27,11 @@ __all__ = [
     "ToolParam",
     "ToolSpec",
     "call_host_tool",
+    "check_utf8",
     "current_tool_owner",
+    "describe_exception",
     "describe_tools",
+    "stops_the_run",
     "to_json",
 ]
 
@@ -193,6 +196,26 @@ def to_json(value: object) -> JSON:
     return converted  # type: ignore[no-any-return]
 
 
+def check_utf8(value: JSON) -> None:
+    """Raise TypeError if a string in a JSON value holds a lone surrogate (no UTF-8 form)."""
+    stack: list[JSON] = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if not item.isascii():
+                try:
+                    item.encode("utf-8")
+                except UnicodeEncodeError as exc:
+                    raise TypeError(
+                        f"a str holds {exc.reason} at index {exc.start}, which has no UTF-8 form"
+                    ) from None
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+
+
 def _has_non_finite(value: object) -> bool:
     stack = [value]
     while stack:
@@ -216,6 +239,26 @@ def current_tool_owner() -> object | None:
     return _tool_owner.get()
 
 
+def stops_the_run(exc: BaseException) -> bool:
+    """Whether a host callable's exception must end the run instead of becoming data.
+
+    Only the user's own Ctrl-C (``KeyboardInterrupt``) and task cancellation do; anything else
+    a tool or model raises (``SystemExit``, a custom ``BaseException``) is reported to the model.
+    """
+    return isinstance(exc, KeyboardInterrupt | anyio.get_cancelled_exc_class())
+
+
+def describe_exception(exc: BaseException) -> dict[str, JSON]:
+    """``{"type", "message"}`` of an exception, even when its ``__str__`` itself raises."""
+    try:
+        message = str(exc)
+    except Exception:  # a hostile or broken __str__ must not crash the run
+        message = f"<{type(exc).__name__} object whose str() failed>"
+    # A lone surrogate could not be encoded for the guest; replace it rather than fail.
+    message = message.encode("utf-8", "replace").decode("utf-8")
+    return {"type": type(exc).__name__, "message": message}
+
+
 async def call_host_tool(
     owner: object,
     tools: Mapping[str, HostTool],
@@ -226,8 +269,9 @@ async def call_host_tool(
     """Run a guest's tool call on the host and build the reply the guest expects.
 
     Async tools are awaited; sync tools run in a worker thread so the event loop stays free.
-    Exceptions become ``{"ok": False, "error": {"type", "message"}}``; results go through
-    :func:`to_json`. Cancellation propagates (the cell's timeout abandons the tool).
+    Exceptions (``SystemExit`` and other ``BaseException`` subclasses included) become
+    ``{"ok": False, "error": {"type", "message"}}``; results go through :func:`to_json`.
+    Cancellation (the cell's timeout abandons the tool) and ``KeyboardInterrupt`` propagate.
     """
     fn = tools.get(name)
     if fn is None:
@@ -242,14 +286,17 @@ async def call_host_tool(
             )
             if inspect.isawaitable(value):
                 value = await value
-    except anyio.get_cancelled_exc_class():
-        raise
-    except Exception as exc:
-        return {"ok": False, "error": {"type": type(exc).__name__, "message": str(exc)}}
+    except BaseException as exc:
+        if stops_the_run(exc):
+            raise
+        return {"ok": False, "error": describe_exception(exc)}
     finally:
         _tool_owner.reset(token)
     try:
-        return {"ok": True, "value": to_json(value)}
-    except TypeError as exc:
-        message = f"tool {name}() returned a value that cannot reach the sandbox: {exc}"
+        converted = to_json(value)
+        check_utf8(converted)
+        return {"ok": True, "value": converted}
+    except Exception as exc:  # TypeError, or a value whose own conversion code raises
+        problem = describe_exception(exc)["message"]
+        message = f"tool {name}() returned a value that cannot reach the sandbox: {problem}"
         return {"ok": False, "error": {"type": "TypeError", "message": message}}

@@ -10,7 +10,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from rlm_core.errors import ConfigError
+from rlm_core.errors import ConfigError, LMError
 from rlm_core.interpreter import ExecutionResult
 from rlm_core.lm import LiteLLM, Message, resolve_lm
 from rlm_core.rlm import RLM
@@ -133,7 +133,7 @@ def test_session_is_closed_when_the_model_raises() -> None:
         return made[-1]
 
     lm = ScriptedLM([RuntimeError("provider down")])
-    with pytest.raises(RuntimeError, match="provider down"):
+    with pytest.raises(LMError, match="provider down"):
         RLM("q -> a", lm=lm, interpreter=factory)(q="?")
     assert made[0]._closed is True
 

@@ -271,15 +271,30 @@ def launch(
 _REMOVE_ATTEMPTS = 4
 
 
-def remove(client: docker.APIClient, container_id: str) -> str:
-    """Stop and remove the container; return how it ended (exit code, OOM kill) if it had."""
-    ending = ""
+@dataclass(frozen=True, kw_only=True)
+class Ending:
+    """How a removed container had ended."""
+
+    text: str
+    """The exit code or OOM kill, for error messages ("" if it was still running)."""
+    killed: bool
+    """Stopped from outside (a signal, the OOM killer, removed by someone else), not by itself."""
+
+
+def remove(client: docker.APIClient, container_id: str) -> Ending:
+    """Stop and remove the container; report how it ended (exit code, OOM kill) if it had."""
+    ending, killed = "", False
     with contextlib.suppress(docker.errors.DockerException, requests.RequestException, OSError):
-        state = client.inspect_container(container_id).get("State") or {}
+        try:
+            state = client.inspect_container(container_id).get("State") or {}
+        except docker.errors.NotFound:
+            state, ending, killed = {}, "the container was removed from outside", True
+        code = state.get("ExitCode")
         if state.get("OOMKilled"):
-            ending = "the container was killed for exceeding its memory limit"
+            ending, killed = "the container was killed for exceeding its memory limit", True
         elif state.get("Status") == "exited":
-            ending = f"the container exited with code {state.get('ExitCode')}"
+            ending = f"the container exited with code {code}"
+            killed = isinstance(code, int) and code >= 128  # 128 + signal: killed, e.g. 137
     # A busy engine may refuse a removal for a moment (409 "removal already in progress", a
     # read timeout): try a few times before leaving it to the atexit hook.
     for attempt in range(_REMOVE_ATTEMPTS):
@@ -293,7 +308,7 @@ def remove(client: docker.APIClient, container_id: str) -> str:
                 problem = f"could not remove container {container_id[:12]}: {exc}"
                 # A container left running is a leak the user should hear about.
                 warnings.warn(problem + " (retried at exit)", RuntimeWarning, stacklevel=2)
-                return (f"{ending}; " if ending else "") + problem
+                return Ending(text=(f"{ending}; " if ending else "") + problem, killed=killed)
             time.sleep(0.25 * (attempt + 1))
     _untrack(container_id)
-    return ending
+    return Ending(text=ending, killed=killed)

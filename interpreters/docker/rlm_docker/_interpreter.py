@@ -133,6 +133,7 @@ class DockerInterpreter(ChannelInterpreter):
         """The running container's id (None before start and after close)."""
         self.orphans_removed: list[str] = []
         """Ids of dead processes' containers that :meth:`start` removed."""
+        self._killed_from_outside = False
         self._client: docker.APIClient | None = None
 
     @classmethod
@@ -234,9 +235,10 @@ class DockerInterpreter(ChannelInterpreter):
         if client is None:
             return ""
         ending = await anyio.to_thread.run_sync(_engine.remove, client, container_id)
+        self._killed_from_outside = ending.killed
         if self.container_id == container_id:
             self.container_id = None
-        return ending
+        return ending.text
 
     async def start(self) -> None:
         """Start the container and the guest in it.
@@ -244,12 +246,13 @@ class DockerInterpreter(ChannelInterpreter):
         Raises:
             InterpreterUnavailableError: No engine answers, the image is missing, or its
                 Python cannot run the guest; the message says how to fix it.
+            SessionLostError: The container was killed (or removed) while the guest started.
         """
         try:
             await super().start()
         except SessionLostError as exc:
-            if self.guest_info:
-                raise
+            if self.guest_info or self._killed_from_outside:
+                raise  # a container killed while starting is a lost session, not a bad image
             raise InterpreterUnavailableError(
                 f"the image {self.image!r} started but its {self.python!r} did not run the guest "
                 f"({exc}). The image needs CPython 3.8 or newer on its PATH as {self.python!r}."

@@ -26,6 +26,7 @@ import docker.errors
 import pytest
 
 from rlm_conformance import REQUIRED_ENV
+from rlm_core.bridge.session import GuestChannel
 from rlm_core.errors import ConfigError, InterpreterUnavailableError, SessionLostError
 from rlm_docker import DEFAULT_IMAGE, DockerInterpreter
 from rlm_docker._engine import LABEL_MANAGED, LABEL_OWNER_PID, connect
@@ -479,3 +480,24 @@ async def test_a_one_gigabyte_variable_binds_without_blocking_the_loop(
     assert ast.literal_eval(str(result.value)) == (size, "abab", "abab")
     # Streaming a gigabyte takes seconds; the event loop must keep running meanwhile.
     assert max(gaps) < 3.0, f"the event loop stalled for {max(gaps):.1f} s"
+
+
+class KilledDuringStart(DockerInterpreter):
+    """A sandbox whose container is killed (like ``docker kill``) before the guest is ready."""
+
+    async def open_channel(self) -> GuestChannel:
+        channel = await super().open_channel()
+        assert self._client is not None
+        assert self.container_id is not None
+        self._client.kill(self.container_id)
+        return channel
+
+
+async def test_a_container_killed_during_start_is_a_lost_session_not_a_bad_image(
+    engine: docker.APIClient,
+) -> None:
+    interp = KilledDuringStart()
+    with pytest.raises(SessionLostError, match="exited with code 137") as caught:
+        await interp.start()
+    assert "did not run the guest" not in str(caught.value)
+    await interp.aclose()
