@@ -19,7 +19,7 @@ import anyio
 
 from rlm_core.config import Settings, load_settings
 from rlm_core.errors import ConfigError, InterpreterError, RLMError, RunError
-from rlm_core.registry import KNOWN_BACKENDS, available
+from rlm_core.registry import KNOWN_BACKENDS, available, install_hint
 from rlm_core.trajectory import Event
 
 __all__ = ["main"]
@@ -245,7 +245,7 @@ async def _interpreters() -> int:
 
     async def probe(name: str) -> None:
         if name not in installed:
-            status[name] = f"not installed (pip install {KNOWN_BACKENDS[name]})"
+            status[name] = f"not installed ({install_hint(name)})"
             return
         try:
             interpreter = settings.create_interpreter(name)

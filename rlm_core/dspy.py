@@ -8,7 +8,8 @@ MIPROv2, COPRO) tune the task description the RLM's root model reads, and a save
 keeps it. The root model is ``lm=``, else the predictor's ``lm``, else DSPy's configured one
 (``dspy.configure(lm=...)``), else the ``model`` setting (``RLM_MODEL``).
 
-Requires ``dspy`` (``pip install dspy``); nothing else in ``rlm_core`` imports this module.
+Requires ``dspy`` (``pip install "rlmbox[dspy]"``); nothing else in ``rlm_core`` imports this
+module.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 try:
     import dspy
 except ImportError as exc:
-    raise ImportError("rlm_core.dspy needs DSPy: pip install 'rlm-core[dspy]'") from exc
+    raise ImportError('rlm_core.dspy needs DSPy: pip install "rlmbox[dspy]"') from exc
 
 from rlm_core.errors import ConfigError
 from rlm_core.result import RLMResult

@@ -3,7 +3,7 @@
 An interpreter is an async Python REPL living in some sandbox. The host binds input variables
 once, registers host tools (which guest code calls like local functions), runs cells, and reads
 back a typed :class:`ExecutionResult`. Every backend (mock, subprocess, Deno, Docker, E2B,
-Modal, or yours) implements :class:`Interpreter` and proves it with the ``rlm-conformance``
+Modal, or yours) implements :class:`Interpreter` and proves it with the ``rlmbox-conformance``
 suite. Sync callers use :class:`rlm_core.sync.BlockingInterpreter`.
 """
 

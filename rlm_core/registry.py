@@ -24,11 +24,13 @@ from rlm_core.errors import ConfigError, InterpreterUnavailableError
 from rlm_core.interpreter import Interpreter
 
 __all__ = [
+    "DISTRIBUTION",
     "ENTRY_POINT_GROUP",
     "KNOWN_BACKENDS",
     "InterpreterSpec",
     "available",
     "create",
+    "install_hint",
     "load",
     "parse_spec",
     "refresh",
@@ -36,15 +38,23 @@ __all__ = [
 
 ENTRY_POINT_GROUP = "rlm.interpreters"
 
+DISTRIBUTION = "rlmbox"
+"""The core distribution's name on the package index (the import package is ``rlm_core``)."""
+
 KNOWN_BACKENDS: Mapping[str, str] = {
-    "deno": "rlm-deno",
-    "docker": "rlm-docker",
-    "e2b": "rlm-e2b",
-    "mock": "rlm-mock",
-    "modal": "rlm-modal",
-    "subprocess": "rlm-subprocess",
+    name: f"{DISTRIBUTION}-{name}"
+    for name in ("deno", "docker", "e2b", "mock", "modal", "subprocess")
 }
-"""Our own backends and the distribution that provides each (for install hints)."""
+"""Our own backends and the distribution that provides each; each is also an extra of the
+core distribution of the same name (``pip install "rlmbox[docker]"``)."""
+
+
+def install_hint(*extras: str) -> str:
+    """The pip command that installs the core distribution with these extras."""
+    if not extras:
+        return f"pip install {DISTRIBUTION}"
+    return f'pip install "{DISTRIBUTION}[{",".join(extras)}]"'
+
 
 InterpreterSpec = str | type | Interpreter | Callable[[], Interpreter]
 """Anything :func:`create` accepts."""
@@ -103,15 +113,14 @@ def _unknown_message(name: str, installed: typing.Iterable[str]) -> str:
     names = sorted(installed)
     parts = [f"no interpreter named {name!r} is installed."]
     if name in KNOWN_BACKENDS:
-        parts.append(f"Install it with: pip install {KNOWN_BACKENDS[name]}.")
+        parts.append(f"Install it with `{install_hint(name)}`.")
     close = difflib.get_close_matches(name, [*names, *KNOWN_BACKENDS], n=1)
     if close and close[0] != name:
         parts.append(f"Did you mean {close[0]!r}?")
     parts.append(f"Installed: {', '.join(names) if names else 'none'}.")
     missing = sorted(set(KNOWN_BACKENDS) - set(names) - {name})
     if missing:
-        hints = ", ".join(f"{n} ({KNOWN_BACKENDS[n]})" for n in missing)
-        parts.append(f"Also available to install: {hints}.")
+        parts.append(f"Also available: {', '.join(missing)} (`{install_hint('NAME')}`).")
     return " ".join(parts)
 
 

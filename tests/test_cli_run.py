@@ -181,5 +181,5 @@ def test_interpreters_lists_each_backend_with_its_status(
     status = dict(line.split(": ", 1) for line in lines)
     assert status["mock"] == "available (isolation: none)"
     assert status["subprocess"] == "available (isolation: process)"
-    assert status["docker"] == "not installed (pip install rlm-docker)"
+    assert status["docker"] == 'not installed (pip install "rlmbox[docker]")'
     assert any(line.startswith("deno (default)") for line in lines)

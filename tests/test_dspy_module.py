@@ -149,4 +149,4 @@ def test_without_dspy_installed_the_import_says_what_to_install() -> None:
     code = "import sys; sys.modules['dspy'] = None; import rlm_core.dspy"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode != 0
-    assert "pip install 'rlm-core[dspy]'" in done.stderr
+    assert 'pip install "rlmbox[dspy]"' in done.stderr

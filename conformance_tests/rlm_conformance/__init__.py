@@ -1,4 +1,4 @@
-"""rlm-conformance: the test suite every rlm interpreter backend must pass.
+"""rlmbox-conformance: the test suite every rlm interpreter backend must pass.
 
 Subclass :class:`InterpreterConformance`, define the fixture ``make_interpreter``, run pytest.
 Or, for an installed backend, run ``pytest --pyargs rlm_conformance --rlm-interpreter NAME``.

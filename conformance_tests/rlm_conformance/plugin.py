@@ -1,6 +1,6 @@
 """The pytest11 plugin: registers the suite's options and markers in every pytest run.
 
-Loaded automatically wherever ``rlm-conformance`` is installed, so consumers running with
+Loaded automatically wherever ``rlmbox-conformance`` is installed, so consumers running with
 ``--strict-markers`` need no configuration. Only hook functions here may start with ``pytest_``
 (pytest treats every such name in a plugin as a hook).
 """

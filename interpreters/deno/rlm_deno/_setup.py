@@ -79,7 +79,7 @@ def find_deno(deno_path: str | None = None) -> str:
     except ImportError as exc:
         raise InterpreterUnavailableError(
             f"Deno is not installed: run `pip install deno=={DENO_VERSION}` (or reinstall "
-            "rlm-deno, which depends on it), or set RLM_DENO_BIN to a deno executable"
+            "rlmbox-deno, which depends on it), or set RLM_DENO_BIN to a deno executable"
         ) from exc
     try:
         path = str(deno.find_deno_bin())

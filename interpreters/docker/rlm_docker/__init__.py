@@ -1,4 +1,4 @@
-"""rlm-docker: the guest in a locked-down container on any Docker-compatible engine.
+"""rlmbox-docker: the guest in a locked-down container on any Docker-compatible engine.
 
 The container has no network, a read-only root with a tmpfs at ``/tmp``, no capabilities, no
 new privileges, a non-root user and memory, CPU and process limits; each can be relaxed. Any

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 __all__ = ["E2BInterpreter"]
 
-_INSTALL_HINT = "pip install rlm-e2b (it pins e2b==2.63.0)"
+_INSTALL_HINT = 'pip install "rlmbox[e2b]" (it pins e2b==2.63.0)'
 _STDERR_TAIL = 4000
 _MAX_LINE_CHARS = 1 << 20
 

@@ -1,11 +1,11 @@
-"""A local stand-in for E2B's control plane and envd, for testing code that uses ``rlm-e2b``.
+"""A local stand-in for E2B's control plane and envd, for testing code that uses ``rlmbox-e2b``.
 
 :class:`StandInE2B` serves, on ``127.0.0.1`` and a random port, the few HTTP routes of E2B's
 API that the SDK calls to create and kill sandboxes, and envd's ``process.Process`` Connect
 service built on the SDK's own generated ``ProcessASGIApplication``. Sandbox commands run as
 local subprocesses, so this tests the adapter's use of the pinned SDK, not E2B's isolation.
 Every request is recorded, so tests can assert the exact sequence. Needs ``uvicorn``
-(``pip install 'rlm-e2b[testing]'``).
+(``pip install 'rlmbox-e2b[testing]'``).
 """
 
 from __future__ import annotations
@@ -368,7 +368,7 @@ class StandInE2B:
             import uvicorn
         except ImportError as exc:  # pragma: no cover - depends on the environment
             raise RuntimeError(
-                "the E2B stand-in needs uvicorn: pip install 'rlm-e2b[testing]'"
+                "the E2B stand-in needs uvicorn: pip install 'rlmbox-e2b[testing]'"
             ) from exc
         # proto=IPPROTO_TCP so asyncio sets TCP_NODELAY on accepted connections; without it
         # each response's body waits 40 ms behind its head for a delayed ACK.

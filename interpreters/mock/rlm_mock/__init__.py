@@ -1,4 +1,4 @@
-"""rlm-mock: in-process interpreters for fast tests.
+"""rlmbox-mock: in-process interpreters for fast tests.
 
 :class:`MockInterpreter` really executes cells, in this process, on a worker thread, with the
 same guest runtime every sandbox uses (so SUBMIT, tools, truncation and errors behave the

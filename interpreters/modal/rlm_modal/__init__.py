@@ -1,4 +1,4 @@
-"""rlm-modal: the guest runs in a Modal cloud sandbox, driven through the real ``modal`` SDK.
+"""rlmbox-modal: the guest runs in a Modal cloud sandbox, driven through the real ``modal`` SDK.
 
 Each interpreter owns one sandbox (a gVisor container in Modal's cloud, network blocked by
 default) and speaks the bridge protocol over an exec'd ``python3``'s stdin and stdout.

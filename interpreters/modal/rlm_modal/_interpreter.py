@@ -245,7 +245,8 @@ class ModalInterpreter(ChannelInterpreter):
             import modal.exception
         except ImportError as exc:
             raise InterpreterUnavailableError(
-                f"the modal SDK is not importable ({exc}); install it: `pip install rlm-modal`"
+                f"the modal SDK is not importable ({exc}); install it: "
+                '`pip install "rlmbox[modal]"`'
             ) from exc
         server_url = self._server_url_setting() or str(modal.config.config.get("server_url"))
         self.start_timings.clear()

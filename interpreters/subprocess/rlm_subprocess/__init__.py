@@ -1,4 +1,4 @@
-"""rlm-subprocess: a local ``python3 -I`` child process as the sandbox.
+"""rlmbox-subprocess: a local ``python3 -I`` child process as the sandbox.
 
 The reference backend for the process bridge. It keeps the guest out of the host's memory,
 environment and working directory, but it is **not a security boundary**: guest code runs as
