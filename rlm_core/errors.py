@@ -18,7 +18,9 @@ sandbox session is gone::
         ├── BudgetExceededError           a call, token, cost or time budget ran out
         ├── LMError                       the model call failed (after its retries) or raised
         ├── SessionOpenError              every attempt to open a sandbox session was lost
-        └── OutputValidationError         the outputs could not be validated, even by extract
+        ├── OutputValidationError         the outputs could not be validated, even by extract
+        └── ReplayError                   a replayed run asked for something not recorded
+            └── ReplayMismatchError       a replayed cell's output differs from the recording
 
 Backends wrap SDK exceptions with ``raise SessionLostError(...) from exc`` so the cause stays
 reachable through ``__cause__``. Values that cannot cross into a sandbox (a set, an open file)
@@ -38,6 +40,8 @@ __all__ = [
     "LMError",
     "OutputValidationError",
     "RLMError",
+    "ReplayError",
+    "ReplayMismatchError",
     "RunError",
     "SessionError",
     "SessionLostError",
@@ -115,3 +119,22 @@ class SessionOpenError(RunError):
 
 class OutputValidationError(RunError):
     """The run ended without outputs that match the signature (the extract step failed too)."""
+
+
+class ReplayError(RunError):
+    """A replayed run made a model or tool request the cassette does not hold (names the step)."""
+
+
+class ReplayMismatchError(ReplayError):
+    """A replayed run diverged from its recording: the first differing step, with both values."""
+
+    def __init__(
+        self, message: str, *, backend: str, run: str, step: int, expected: object, got: object
+    ) -> None:
+        super().__init__(message)
+        self.backend = backend
+        self.run = run
+        """The run's path in the tree (``"0"`` is the root)."""
+        self.step = step
+        self.expected = expected
+        self.got = got

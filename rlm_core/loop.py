@@ -7,7 +7,10 @@ budget runs out. :class:`rlm_core.rlm.RLM` builds one per call; ``rlm_query`` bu
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+import functools
+import inspect
 import itertools
 import json
 import random
@@ -39,10 +42,11 @@ from rlm_core.interpreter import (
 )
 from rlm_core.interpreter import SubmitField as SubmitParam
 from rlm_core.lm import LM, Completion, Message
+from rlm_core.observe.hooks import Observer, RunInfo, Site
 from rlm_core.result import RLMResult
 from rlm_core.signature import Field, SignatureSpec
 from rlm_core.tools import ToolSpec, describe_exception, describe_tools, stops_the_run
-from rlm_core.trajectory import Event, Step, SubCall
+from rlm_core.trajectory import EVENT_FORMAT_VERSION, Event, Step, SubCall, guess_call_line
 
 __all__ = ["BUILTIN_TOOL_NAMES", "Run", "RunConfig"]
 
@@ -86,6 +90,8 @@ class RunConfig:
     max_depth: int
     batch_concurrency: int
     emit: Callable[[Event], None]
+    observer: Observer = dataclasses.field(default_factory=Observer)
+    """Sees every call, cell and run (traces, recording, replay); the base does nothing."""
 
 
 class Run:
@@ -99,6 +105,7 @@ class Run:
         *,
         depth: int = 0,
         parent_id: int | None = None,
+        origin: Site | None = None,
     ) -> None:
         self.spec = spec
         self.config = config
@@ -106,6 +113,13 @@ class Run:
         self.depth = depth
         self.parent_id = parent_id
         self.run_id = next(_run_ids)
+        self.origin = origin
+        """The ``rlm_query`` call that started this run (None for the root)."""
+        self.path = "0" if origin is None else origin.child_run()
+        self.origin_line: int | None = None
+        """The line of the parent's cell that (most likely) started this run."""
+        self._calls_in_step = 0  # ordinals of host-tool calls, for timing-free call sites
+        self._names_in_step: collections.Counter[str] = collections.Counter()
         self.steps: list[Step] = []
         self._current: Step | None = None
         self._inputs: Mapping[str, VariableValue] = {}
@@ -125,6 +139,8 @@ class Run:
                 "run_id": self.run_id,
                 "parent_id": self.parent_id,
                 "depth": self.depth,
+                "path": self.path,
+                "ts": time.time(),
                 **fields,
             }
         )
@@ -133,12 +149,35 @@ class Run:
 
     async def run(self, inputs: Mapping[str, VariableValue]) -> RLMResult:
         """Run to SUBMIT (or extract) and return the validated outputs."""
+        info = RunInfo(
+            path=self.path,
+            run_id=self.run_id,
+            depth=self.depth,
+            model=self.config.lm.model,
+            signature=_render_signature(self.spec),
+            budget=self.ledger.budget,
+            parent=self.origin,
+        )
+        self.config.observer.run_started(info)
         self._emit(
             "run_start",
-            signature=_render_signature(self.spec),
+            format_version=EVENT_FORMAT_VERSION,
+            signature=info.signature,
             inputs={k: _size_info(v) for k, v in inputs.items()},
             model=self.config.lm.model,
+            budget=dataclasses.asdict(self.ledger.budget),
+            **self._origin_fields(),
         )
+        failure: BaseException | None = None
+        try:
+            return await self._run(inputs)
+        except BaseException as exc:
+            failure = exc
+            raise
+        finally:
+            self.config.observer.run_finished(info, failure)
+
+    async def _run(self, inputs: Mapping[str, VariableValue]) -> RLMResult:
         session: Interpreter | None = None
         owned = False
         try:
@@ -153,16 +192,18 @@ class Run:
                 {"role": "user", "content": self._first_message(inputs)},
             ]
             for index in range(1, self.config.max_iterations + 1):
-                completion = await self._complete(messages)
+                completion = await self._complete(messages, index)
                 step = Step(index=index, usage=completion.usage)
                 step.lm_duration_s = self._last_lm_seconds
                 self.steps.append(step)
                 self._current = step
+                self._calls_in_step = 0
+                self._names_in_step.clear()
                 messages.append({"role": "assistant", "content": completion.text})
                 result, session, owned = await self._take_step(
                     step, completion.text, session, owned
                 )
-                self._emit("step", step=step.to_dict())
+                self._step_done(step)
                 if result is not None:
                     self._emit(
                         "run_end",
@@ -226,6 +267,8 @@ class Run:
             return None, session, owned
         step.code = extracted.code
         started = time.perf_counter()
+        cell = self._cell_site(step)
+        self.config.observer.cell_started(cell, extracted.code)
         try:
             outcome = await session.execute(
                 extracted.code,
@@ -236,6 +279,7 @@ class Run:
             step.duration_s = time.perf_counter() - started
             step.error = f"{type(exc).__name__}: {exc}"
             step.session_restarted = True
+            self.config.observer.cell_finished(cell, step)
             self._emit("session_restart", step=step.index, reason=str(exc))
             if owned:
                 with anyio.CancelScope(shield=True):
@@ -247,6 +291,7 @@ class Run:
         step.stdout, step.stderr, step.value = outcome.stdout, outcome.stderr, outcome.value
         step.output_chars = outcome.stdout_chars
         step.error = None if outcome.error is None else str(outcome.error)
+        self.config.observer.cell_finished(cell, step)
         output = wording.format_execution(outcome, self.config.max_output_chars)
         if outcome.submitted is None:
             step.output = output
@@ -268,7 +313,7 @@ class Run:
         self.steps.append(step)
         problems: list[str] = []
         for attempt in range(2):
-            completion = await self._complete(messages)
+            completion = await self._complete(messages, step.index, attempt + 1)
             step.usage = completion.usage
             step.lm_duration_s += self._last_lm_seconds
             step.reasoning = completion.text
@@ -280,14 +325,14 @@ class Run:
                 if not problems:
                     step.submitted = found
                     step.final = True
-                    self._emit("step", step=step.to_dict())
+                    self._step_done(step)
                     reasoning = f"Extracted after {len(self.steps) - 1} steps without SUBMIT."
                     return self._result(values, reasoning, extracted=True)
             if attempt == 0:
                 messages.append({"role": "assistant", "content": completion.text})
                 messages.append({"role": "user", "content": wording.extract_retry(problems)})
         step.error = "; ".join(problems)
-        self._emit("step", step=step.to_dict())
+        self._step_done(step)
         raise OutputValidationError(
             f"no valid outputs after {self.config.max_iterations} steps and the extract "
             f"fallback: {step.error}"
@@ -304,15 +349,22 @@ class Run:
 
     # ---- model calls --------------------------------------------------------------------
 
-    async def _complete(self, messages: Sequence[Message]) -> Completion:
+    async def _complete(
+        self, messages: Sequence[Message], step: int, attempt: int = 1
+    ) -> Completion:
         self.ledger.check()
         if self.depth > 0:  # a child's steps are sub-calls of the tree
             self.ledger.reserve_sub_calls(1)
         started = time.perf_counter()
-        lm = self.config.lm
+        lm, sent = self.config.lm, list(messages)
+        site = Site(
+            run=self.path, step=step, call="m" if attempt == 1 else f"m{attempt}", name="model"
+        )
         try:
-            completion = await lm.complete(list(messages))
-        except LMError:
+            completion = await self.config.observer.model_call(
+                site, lm.model, sent, lambda: lm.complete(sent)
+            )
+        except RunError:  # LMError, a budget, a replay miss: already what the run reports
             raise
         except BaseException as exc:
             if stops_the_run(exc):
@@ -405,35 +457,31 @@ class Run:
 
         async def llm_query(prompt: str) -> str:
             """Ask the sub-model one question; returns its answer text."""
-            run.ledger.reserve_sub_calls(1)
-            return await run._sub_query(prompt)
+            site = run._call_site("llm_query")
+
+            async def call() -> str:
+                run.ledger.reserve_sub_calls(1)
+                return await run._sub_query(prompt, site)
+
+            return await run.config.observer.tool_call(site, (prompt,), {}, call)  # type: ignore[no-any-return]
 
         async def llm_query_batched(prompts: list[str]) -> list[str]:
             """Ask many questions concurrently; answers in order, '[ERROR] ...' for failures."""
-            _check_prompt_list(prompts)  # guest code may pass anything
-            if not prompts:
-                return []
-            run.ledger.reserve_sub_calls(len(prompts))
-            answers: list[str] = [""] * len(prompts)
-            limiter = anyio.CapacityLimiter(run.config.batch_concurrency)
+            site = run._call_site("llm_query_batched")
 
-            async def one(i: int, prompt: str) -> None:
-                async with limiter:
-                    try:
-                        answers[i] = await run._sub_query(prompt)
-                    except BaseException as exc:  # one failed slot must not fail the batch
-                        if stops_the_run(exc):
-                            raise
-                        answers[i] = f"[ERROR] {_one_line(exc)}"
+            async def call() -> list[str]:
+                return await run._batch_query(prompts, site)
 
-            async with anyio.create_task_group() as tg:
-                for i, prompt in enumerate(prompts):
-                    tg.start_soon(one, i, prompt)
-            return answers
+            return await run.config.observer.tool_call(site, (prompts,), {}, call)  # type: ignore[no-any-return]
 
         async def rlm_query(prompt: str, context: Any = None) -> str:
             """Hand a sub-task to a child agent with its own REPL; returns its answer."""
-            return await run._child_query(prompt, context)
+            site = run._call_site("rlm_query")
+
+            async def call() -> str:
+                return await run._child_query(prompt, context, site)
+
+            return await run.config.observer.tool_call(site, (prompt, context), {}, call)  # type: ignore[no-any-return]
 
         tools: dict[str, HostTool] = {
             "llm_query": llm_query,
@@ -441,33 +489,139 @@ class Run:
         }
         if self._can_recurse():
             tools["rlm_query"] = rlm_query
-        tools.update(self.config.user_tools)
+        for name, fn in self.config.user_tools.items():
+            tools[name] = self._observed_tool(name, fn)
         return tools
 
-    async def _sub_query(self, prompt: object) -> str:
+    def _observed_tool(self, name: str, fn: HostTool) -> HostTool:
+        """The user tool as the guest calls it: same signature, seen by the observer."""
+        run = self
+        is_async = inspect.iscoroutinefunction(fn)
+
+        @functools.wraps(fn)
+        async def observed(*args: Any, **kwargs: Any) -> Any:
+            site = run._call_site(name)
+            started = time.perf_counter()
+
+            async def call() -> Any:
+                if is_async:
+                    return await fn(*args, **kwargs)
+                value = await anyio.to_thread.run_sync(
+                    functools.partial(fn, *args, **kwargs), abandon_on_cancel=True
+                )
+                return await value if inspect.isawaitable(value) else value
+
+            error: str | None = None
+            try:
+                value = await run.config.observer.tool_call(site, args, kwargs, call)
+            except Exception as exc:
+                error = f"{type(exc).__name__}: {exc}"
+                raise
+            finally:
+                run._emit(
+                    "tool_call",
+                    step=site.step,
+                    site=site.key,
+                    name=name,
+                    code_line=run._code_line(site),
+                    duration_s=time.perf_counter() - started,
+                    error=error,
+                )
+            return value
+
+        return observed
+
+    def _call_site(self, name: str) -> Site:
+        """The next host-tool call of the current step (ordinals, not times, name calls)."""
+        self._calls_in_step += 1
+        self._names_in_step[name] += 1
+        step = self._current.index if self._current is not None else 0
+        return Site(run=self.path, step=step, call=f"c{self._calls_in_step}", name=name)
+
+    def _cell_site(self, step: Step) -> Site:
+        return Site(run=self.path, step=step.index, call="cell", name="cell")
+
+    def _code_line(self, site: Site) -> int | None:
+        if self._current is None:
+            return None
+        return guess_call_line(self._current.code, site.name, self._names_in_step[site.name])
+
+    def _step_done(self, step: Step) -> None:
+        usage = self.ledger.summary()
+        self._emit(
+            "step",
+            step=step.to_dict(),
+            ledger={
+                "calls": usage.calls,
+                "sub_calls": usage.sub_calls,
+                "total_tokens": usage.total_tokens,
+                "cost_usd": usage.cost_usd,
+                "wall_time_s": usage.wall_time_s,
+            },
+        )
+        self.config.observer.step_finished(self._cell_site(step), step)  # may end a replay
+
+    def _origin_fields(self) -> dict[str, Any]:
+        if self.origin is None:
+            return {}
+        return {
+            "parent_step": self.origin.step,
+            "parent_site": self.origin.key,
+            "code_line": self.origin_line,
+        }
+
+    async def _batch_query(self, prompts: object, site: Site) -> list[str]:
+        _check_prompt_list(prompts)  # guest code may pass anything
+        assert isinstance(prompts, list)
+        if not prompts:
+            return []
+        self.ledger.reserve_sub_calls(len(prompts))
+        answers: list[str] = [""] * len(prompts)
+        limiter = anyio.CapacityLimiter(self.config.batch_concurrency)
+
+        async def one(i: int, prompt: str) -> None:
+            async with limiter:
+                try:
+                    answers[i] = await self._sub_query(prompt, site.slot(i), batch=site)
+                except BaseException as exc:  # one failed slot must not fail the batch
+                    if stops_the_run(exc):
+                        raise
+                    answers[i] = f"[ERROR] {_one_line(exc)}"
+
+        async with anyio.create_task_group() as tg:
+            for i, prompt in enumerate(prompts):
+                tg.start_soon(one, i, prompt)
+        return answers
+
+    async def _sub_query(self, prompt: object, site: Site, batch: Site | None = None) -> str:
         if not isinstance(prompt, str) or not prompt.strip():
             raise ValueError("llm_query needs a non-empty prompt string")
         sub_lm = self.config.sub_lm
         call = SubCall(kind="llm_query", model=sub_lm.model, prompt=prompt)
+        call.site = site.key
+        call.batch = None if batch is None else batch.key
+        call.code_line = self._code_line(batch or site)
         self._attach(call)
         started = time.perf_counter()
+        messages: list[Message] = [{"role": "user", "content": prompt}]
         try:
             self.ledger.check()
-            completion = await sub_lm.complete([{"role": "user", "content": prompt}])
+            completion = await self.config.observer.model_call(
+                site, sub_lm.model, messages, lambda: sub_lm.complete(messages)
+            )
         except BaseException as exc:
             call.error = _one_line(exc)
-            raise
-        finally:
             call.duration_s = time.perf_counter() - started
+            self._emit("sub_call", step=site.step, call=call.to_dict())
+            raise
+        call.duration_s = time.perf_counter() - started
         call.response = completion.text
         call.usage = completion.usage
         self.ledger.record(sub_lm.model, completion.usage, call.duration_s)
-        self._emit(
-            "sub_call", step=self._current.index if self._current else None, call=call.to_dict()
-        )
+        self._emit("sub_call", step=site.step, call=call.to_dict())
         return completion.text
 
-    async def _child_query(self, prompt: object, context: Any) -> str:
+    async def _child_query(self, prompt: object, context: Any, site: Site) -> str:
         if not isinstance(prompt, str) or not prompt.strip():
             raise ValueError("rlm_query needs a non-empty prompt string")
         inputs: dict[str, VariableValue] = {"prompt": prompt}
@@ -481,8 +635,18 @@ class Run:
             instructions=wording.child_instructions(),
         )
         child_config = dataclasses.replace(self.config, lm=self.config.sub_lm)
-        child = Run(spec, child_config, self.ledger, depth=self.depth + 1, parent_id=self.run_id)
+        child = Run(
+            spec,
+            child_config,
+            self.ledger,
+            depth=self.depth + 1,
+            parent_id=self.run_id,
+            origin=site,
+        )
         call = SubCall(kind="rlm_query", model=self.config.sub_lm.model, prompt=prompt)
+        call.site = site.key
+        call.code_line = child.origin_line = self._code_line(site)
+        call.child_path = child.path
         self._attach(call)
         started = time.perf_counter()
         try:

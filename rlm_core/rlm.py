@@ -25,6 +25,8 @@ from rlm_core.inputs import prepare_inputs
 from rlm_core.interpreter import GUEST_BUILTINS, HostTool, Interpreter, VariableValue
 from rlm_core.lm import LM, resolve_lm
 from rlm_core.loop import BUILTIN_TOOL_NAMES, Run, RunConfig
+from rlm_core.observe.cassette import Cassette
+from rlm_core.observe.wiring import CallWatch
 from rlm_core.registry import InterpreterSpec, create
 from rlm_core.result import RESERVED_RESULT_NAMES, RLMResult
 from rlm_core.signature import Signature, SignatureSpec, ensure_signature
@@ -35,6 +37,19 @@ __all__ = ["RESERVED_INPUT_NAMES", "RLM"]
 
 RESERVED_INPUT_NAMES = GUEST_BUILTINS | BUILTIN_TOOL_NAMES
 """Names an input may not take: they are already defined in the REPL."""
+
+_REPLAYED_SETTINGS = {
+    "max_iterations",
+    "max_llm_calls",
+    "max_output_chars",
+    "cell_timeout_s",
+    "max_depth",
+    "batch_concurrency",
+    "max_tokens",
+    "max_cost_usd",
+    "max_time_s",
+}
+"""Settings a cassette keeps, so ``rlm replay`` runs the program under the same limits."""
 
 NO_MODEL_HINT = (
     "no model is configured. Pass lm='provider/model' (any litellm model string, e.g. "
@@ -76,6 +91,10 @@ class RLM:
         verbose: Print each step live with rich.
         log: Append every event of each run as a JSON line to this path or stream.
         on_event: Called with every event (a JSON-ready dict) as it happens.
+        record: Write a cassette of each call (every model reply and tool result) to this path.
+        replay: Answer each call from this cassette instead of the models and tools, and raise
+            :class:`~rlm_core.errors.ReplayMismatchError` at the first step whose cell output
+            differs from the recording (see ``docs/observability.md``).
         types: Extra names usable in a string signature's annotations.
     """
 
@@ -102,6 +121,8 @@ class RLM:
         log: str | Path | IO[str] | None = None,
         on_event: Callable[[Event], None] | None = None,
         types: Mapping[str, Any] | None = None,
+        record: str | Path | None = None,
+        replay: str | Path | Cassette | None = None,
     ) -> None:
         self.signature = ensure_signature(signature, instructions=instructions, types=types)
         self.settings: Settings = load_settings(
@@ -129,6 +150,8 @@ class RLM:
         self.verbose = verbose
         self._log = log
         self._on_event = on_event
+        self._record = record
+        self._replay = replay
         self._instance_lock = threading.Lock()
         self._check_names()
 
@@ -209,8 +232,18 @@ class RLM:
             InterpreterUnavailableError: The backend cannot start here.
         """
         bound = self._check_inputs(inputs)
-        lm, sub_lm = self._models()
+        watch = CallWatch(record=self._record, replay=self._replay, backend=self._backend_name())
+        lm, sub_lm = watch.replay_models() if watch.replaying else self._models()
         s = self.settings
+        watch.describe(
+            signature=_signature_text(self.signature),
+            instructions=self.signature.instructions,
+            inputs=bound,
+            settings=s.model_dump(include=_REPLAYED_SETTINGS),
+            tools=describe_tools(self.tools, reserved=RESERVED_INPUT_NAMES),
+            lm=lm,
+            sub_lm=sub_lm,
+        )
         ledger = Ledger(
             Budget(
                 max_llm_calls=s.max_llm_calls,
@@ -240,8 +273,15 @@ class RLM:
                 max_depth=s.max_depth,
                 batch_concurrency=self.batch_concurrency,
                 emit=emit,
+                observer=watch.observer,
             )
-            return await Run(self.signature, config, ledger).run(bound)
+            try:
+                result = await Run(self.signature, config, ledger).run(bound)
+            except BaseException as exc:
+                watch.finish(None, exc)
+                raise
+            watch.finish(result, None)
+            return result
         finally:
             if shared_instance:
                 self._instance_lock.release()
@@ -281,6 +321,13 @@ class RLM:
 
         return emit, close
 
+    def _backend_name(self) -> str:
+        spec = self._interpreter
+        if isinstance(spec, str):
+            return spec
+        named = spec if isinstance(spec, type) else type(spec)
+        return str(getattr(named, "__name__", repr(spec)))
+
     def __repr__(self) -> str:
         sig = (
             ", ".join(self.signature.input_names) + " -> " + ", ".join(self.signature.output_names)
@@ -308,3 +355,10 @@ def _normalize_tools(tools: object) -> dict[str, HostTool]:
             raise ConfigError(f"duplicate tool name {name!r}")
         named[name] = fn
     return named
+
+
+def _signature_text(spec: SignatureSpec) -> str:
+    """The signature as a string :func:`ensure_signature` parses back (for cassettes)."""
+    left = ", ".join(f"{f.name}: {f.type_name}" for f in spec.inputs)
+    right = ", ".join(f"{f.name}: {f.type_name}" for f in spec.outputs)
+    return f"{left} -> {right}"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +17,24 @@ from typing import IO, Any, Literal, TypeAlias
 from rlm_core.lm import Usage
 from rlm_core.tools import to_json
 
-__all__ = ["Event", "EventLog", "Step", "StepKind", "SubCall", "usage_dict"]
+__all__ = [
+    "EVENT_FORMAT_VERSION",
+    "Event",
+    "EventLog",
+    "Step",
+    "StepKind",
+    "SubCall",
+    "guess_call_line",
+    "usage_dict",
+]
+
+EVENT_FORMAT_VERSION = 2
+"""Version of the event log's JSON (``run_start.format_version``; see docs/trajectory-format.md).
+
+1: the first format (no version field). 2 adds ``path``, ``ts``, ``budget``, the child run's
+origin (``parent_step``, ``parent_site``, ``code_line``), ``tool_call`` events, a ``ledger``
+snapshot on each ``step``, ``sub_call`` events for failed calls, and call sites on sub-calls.
+"""
 
 StepKind: TypeAlias = Literal["code", "no_code", "bad_fence", "extract"]
 """``code`` ran a cell; ``no_code`` and ``bad_fence`` were replies without runnable Python;
@@ -48,6 +66,14 @@ class SubCall:
     usage: Usage = dataclasses.field(default_factory=Usage)
     steps: list[Step] = dataclasses.field(default_factory=list)
     """A child run's own steps (``rlm_query`` only)."""
+    site: str = ""
+    """Where the call was made (:attr:`rlm_core.observe.hooks.Site.key`)."""
+    batch: str | None = None
+    """The ``llm_query_batched`` call this prompt belongs to, if any."""
+    code_line: int | None = None
+    """The line of the step's code that (most likely) made the call."""
+    child_path: str | None = None
+    """The child run's path in the run tree (``rlm_query`` only)."""
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready form."""
@@ -60,6 +86,10 @@ class SubCall:
             "duration_s": self.duration_s,
             "usage": usage_dict(self.usage),
             "steps": [s.to_dict() for s in self.steps],
+            "site": self.site,
+            "batch": self.batch,
+            "code_line": self.code_line,
+            "child_path": self.child_path,
         }
 
 
@@ -115,6 +145,19 @@ class Step:
             "session_restarted": self.session_restarted,
             "final": self.final,
         }
+
+
+def guess_call_line(code: str, name: str, ordinal: int) -> int | None:
+    """The 1-based line of ``code`` that most likely made the ``ordinal``-th call to ``name``.
+
+    The host never sees guest frames, so this reads the source: the ``ordinal``-th line that
+    calls ``name``, or the last such line when the calls came from a loop.
+    """
+    pattern = re.compile(rf"(?<![\w.]){re.escape(name)}\s*\(")
+    lines = [i for i, text in enumerate(code.splitlines(), 1) if pattern.search(text)]
+    if not lines:
+        return None
+    return lines[min(ordinal, len(lines)) - 1]
 
 
 def _jsonable(value: Any) -> Any:
