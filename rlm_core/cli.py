@@ -17,6 +17,8 @@ from typing import Any
 
 import anyio
 
+from rlm_core.bench.cli import add_parser as add_bench_parser
+from rlm_core.bench.cli import main as bench_main
 from rlm_core.config import Settings, load_settings
 from rlm_core.errors import ConfigError, InterpreterError, RLMError, RunError
 from rlm_core.registry import KNOWN_BACKENDS, available, install_hint
@@ -67,6 +69,7 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--timeout", type=float, default=60.0, help="seconds (default 60)")
 
     sub.add_parser("interpreters", help="list the backends and whether each can run here")
+    add_bench_parser(sub)
     return parser
 
 
@@ -78,6 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(args)
         if args.command == "exec":
             return anyio.run(_exec, args)
+        if args.command == "bench":
+            return bench_main(args)
         return anyio.run(_interpreters)
     except ConfigError as exc:
         print(f"rlm: {exc}", file=sys.stderr)
