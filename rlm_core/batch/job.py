@@ -31,7 +31,6 @@ __all__ = ["BatchJob", "RetryPolicy", "is_transient", "run_row"]
 _TRANSIENT_LM_ERRORS = frozenset(
     {
         "APIConnectionError",
-        "APIError",
         "BadGatewayError",
         "InternalServerError",
         "RateLimitError",
@@ -128,7 +127,12 @@ def is_transient(exc: BaseException) -> bool:
         return True
     if isinstance(exc, LMError):
         cause = exc.__cause__
-        names = {cls.__name__ for cls in type(cause).__mro__} if cause is not None else set()
+        if cause is None:
+            return False
+        if type(cause).__name__ == "APIError":  # litellm's generic provider failure (5xx)
+            return True
+        # By ancestry too, but every HTTP status error (401, 400...) descends from APIError.
+        names = {cls.__name__ for cls in type(cause).__mro__} - {"APIError"}
         return bool(names & _TRANSIENT_LM_ERRORS)
     return False
 
