@@ -2,7 +2,8 @@
 
 ``rlm run FILE... --query TEXT`` turns files, folders and globs into the ``context`` input;
 ``rlm exec --interpreter NAME CODE`` runs one cell; ``rlm interpreters`` says, for each
-backend, whether it can run here and, if not, exactly why.
+backend, whether it can run here and, if not, exactly why; ``rlm batch`` runs one RLM per
+row of a file (:mod:`rlm_core.batch.cli`).
 """
 
 from __future__ import annotations
@@ -70,6 +71,10 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("interpreters", help="list the backends and whether each can run here")
     add_bench_parser(sub)
+
+    from rlm_core.batch.cli import add_parser as add_batch_parser
+
+    add_batch_parser(sub)
     return parser
 
 
@@ -83,6 +88,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return anyio.run(_exec, args)
         if args.command == "bench":
             return bench_main(args)
+        if args.command == "batch":
+            from rlm_core.batch.cli import run as run_batch
+
+            return run_batch(args)
         return anyio.run(_interpreters)
     except ConfigError as exc:
         print(f"rlm: {exc}", file=sys.stderr)

@@ -1,0 +1,57 @@
+"""How many sandboxes a batch may run at once by default: what this machine's memory allows.
+
+Figures are the resident memory of one idle session plus a model run's working set, measured on
+the 2-core benchmark machine (see ``docs/batch.md``); backends that run their sandboxes
+elsewhere (E2B, Modal) are bounded by the provider's quota instead.
+"""
+
+from __future__ import annotations
+
+import os
+
+from rlm_core.registry import parse_spec
+
+__all__ = ["SESSION_MEMORY_MB", "default_concurrency"]
+
+SESSION_MEMORY_MB = {"deno": 190, "docker": 80, "subprocess": 40, "mock": 10}
+"""Host memory one session of each local backend takes, in MB."""
+
+REMOTE_DEFAULT = 16
+"""Default for backends whose sandboxes do not use this machine's memory."""
+
+MEMORY_SHARE = 0.5
+"""Fraction of the available memory a batch's sandboxes may take by default."""
+
+MAX_DEFAULT = 256
+
+
+def available_memory_mb() -> float | None:
+    """Memory available to new processes (Linux ``MemAvailable``), or None if unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def default_concurrency(interpreter: str, memory_mb: float | None = None) -> int:
+    """How many rows (each with its sandbox) to run at once on this machine.
+
+    Args:
+        interpreter: The backend name or spec.
+        memory_mb: Available memory; read from the system when None.
+    """
+    name = parse_spec(interpreter)[0]
+    per_session = SESSION_MEMORY_MB.get(name)
+    if per_session is None:
+        return REMOTE_DEFAULT
+    memory = available_memory_mb() if memory_mb is None else memory_mb
+    if memory is None:
+        return 4
+    return max(1, min(MAX_DEFAULT, int(memory * MEMORY_SHARE / per_session)))
