@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from rlm_conformance._blocking import BlockingTests
 from rlm_conformance._concurrency import ConcurrencyTests
+from rlm_conformance._context import ContextTests
 from rlm_conformance._errors import ErrorTests
 from rlm_conformance._execution import ExecutionTests
 from rlm_conformance._guard import OverrideGuard
@@ -28,6 +29,7 @@ class InterpreterConformance(
     ErrorTests,
     VariableTests,
     ToolTests,
+    ContextTests,
     SubmitTests,
     TruncationTests,
     TimeoutTests,

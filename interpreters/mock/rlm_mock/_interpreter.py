@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import ctypes
 import json
 import threading
@@ -137,7 +138,7 @@ class MockInterpreter:
         timeout: float | None = None,
         max_output_chars: int = DEFAULT_MAX_OUTPUT_CHARS,
     ) -> ExecutionResult:
-        """Run the cell on a fresh thread, serving tool calls on the event loop."""
+        """Run the cell on a thread in the caller's context, serving tool calls on the loop."""
         if not isinstance(code, str):
             raise TypeError(f"code must be a str, not {type(code).__name__}")
         if current_tool_owner() is self:
@@ -166,7 +167,13 @@ class MockInterpreter:
 
             session._call_tool = call_tool
             started = time.perf_counter()
-            thread = threading.Thread(target=work, name="rlm-mock-cell", daemon=True)
+            # The cell thread runs in a copy of the caller's context, and anyio carries the
+            # thread's context into each tool call, so host tools see the caller's contextvars
+            # (e.g. dspy.context(lm=...)) as they do on the process backends.
+            caller_context = contextvars.copy_context()
+            thread = threading.Thread(
+                target=caller_context.run, args=(work,), name="rlm-mock-cell", daemon=True
+            )
             thread.start()
             with anyio.move_on_after(timeout):
                 await done.wait()

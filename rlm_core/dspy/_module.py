@@ -1,4 +1,4 @@
-"""An RLM as a module of a DSPy program, whose task instructions DSPy's optimizers can tune.
+"""RLMModule: an RLM as a module of a DSPy program, whose instructions DSPy's optimizers tune.
 
 :class:`RLMModule` is a ``dspy.Module`` with one predictor, ``predict``, whose signature holds
 the RLM's inputs, outputs and instructions. That predictor is never sent to a model itself:
@@ -7,19 +7,13 @@ records the call in DSPy's trace under it, so optimizers that rewrite instructio
 MIPROv2, COPRO) tune the task description the RLM's root model reads, and a saved program
 keeps it. The root model is ``lm=``, else the predictor's ``lm``, else DSPy's configured one
 (``dspy.configure(lm=...)``), else the ``model`` setting (``RLM_MODEL``).
-
-Requires ``dspy`` (``pip install "rlmbox[dspy]"``); nothing else in ``rlm_core`` imports this
-module.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-try:
-    import dspy
-except ImportError as exc:
-    raise ImportError('rlm_core.dspy needs DSPy: pip install "rlmbox[dspy]"') from exc
+import dspy
 
 from rlm_core.errors import ConfigError
 from rlm_core.result import RLMResult
