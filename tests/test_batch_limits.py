@@ -182,8 +182,8 @@ def _lm_error(cause: Exception) -> LMError:
 
 
 def test_transient_and_permanent_errors() -> None:
-    limited = litellm.RateLimitError("slow down", llm_provider="openai", model="m")
-    auth = litellm.AuthenticationError("bad key", llm_provider="openai", model="m")
+    limited = litellm.exceptions.RateLimitError("slow down", llm_provider="openai", model="m")
+    auth = litellm.exceptions.AuthenticationError("bad key", llm_provider="openai", model="m")
     assert is_transient(_lm_error(limited))
     assert not is_transient(_lm_error(auth))
     assert is_transient(SessionLostError("sandbox died"))

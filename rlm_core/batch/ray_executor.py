@@ -5,7 +5,7 @@ rate limiter and spend cap live in one Ray actor (:class:`SharedLimits` inside i
 model call on every node reserves from the same account. A worker or node lost mid-row makes
 Ray rerun that task elsewhere (``max_retries``); the driver writes a row's record only when its
 task returns, once, so every row lands in the output exactly once. Needs ``ray``
-(``pip install 'rlm-core[ray]'``).
+(``pip install "rlmbox[ray]"``).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def _ray() -> Any:
     try:
         import ray
     except ImportError:
-        raise ConfigError("--executor ray needs Ray: pip install 'rlm-core[ray]'") from None
+        raise ConfigError('--executor ray needs Ray: pip install "rlmbox[ray]"') from None
     return ray
 
 

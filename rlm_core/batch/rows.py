@@ -99,9 +99,7 @@ def _pyarrow_parquet() -> Any:
     try:
         import pyarrow.parquet
     except ImportError:
-        raise ConfigError(
-            "reading Parquet needs pyarrow: pip install 'rlm-core[parquet]'"
-        ) from None
+        raise ConfigError('reading Parquet needs pyarrow: pip install "rlmbox[parquet]"') from None
     return pyarrow.parquet
 
 
