@@ -34,6 +34,8 @@ PROTOCOL_VERSION = 1
 HEADER = struct.Struct(">IQ")  # JSON length, attachment length
 DEFAULT_MAX_FRAME_BYTES = 64 * 1024 * 1024
 CELL_PREFIX = "<cell-"
+MAX_NESTING = 500  # JSON deeper than this overflows a recursive decoder (the host's, Pyodide's)
+ERROR_TEXT_CHARS = 100000  # an error's message and traceback are cut to this many characters
 
 
 # --------------------------------------------------------------------------- output capture
@@ -107,6 +109,14 @@ class CappedText(io.TextIOBase):
     def flush(self):
         pass
 
+    @property
+    def buffer(self):
+        """The binary layer, as ``sys.stdout.buffer`` has: bytes are decoded into this text."""
+        sink = self.__dict__.get("_buffer")
+        if sink is None:
+            sink = self.__dict__["_buffer"] = _BytesSink(self)
+        return sink
+
     def result(self):
         """Return ``(text, true_length, truncated)`` with the marker already applied."""
         with self._lock:
@@ -119,6 +129,25 @@ class CappedText(io.TextIOBase):
             if keep_tail:
                 text += self._tail[-keep_tail:]
             return text, self.total, True
+
+
+class _BytesSink(io.RawIOBase):
+    """``CappedText.buffer``: bytes written here reach the text capture as UTF-8."""
+
+    def __init__(self, text):
+        io.RawIOBase.__init__(self)
+        self._text = text
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+
+    def writable(self):
+        return True
+
+    def write(self, data):
+        if isinstance(data, str):
+            raise TypeError("a bytes-like object is required, not 'str'")
+        data = bytes(data)
+        self._text.write(self._decoder.decode(data))
+        return len(data)
 
 
 class _ThreadStreams(io.TextIOBase):
@@ -212,10 +241,20 @@ def _safe_str(value):
             return "<unprintable>"
 
 
-def _json_check(value, what):
+def _json_check(value, what, max_chars=None):
+    """Raise TypeError unless ``value`` has a JSON form; ValueError if it is over ``max_chars``."""
+    try:
+        chars = _check_tree(value)
+    except TypeError as exc:
+        raise TypeError(
+            "{} is not JSON ({}); use str, int, float, bool, None, list or dict.".format(
+                what, _safe_str(exc)
+            )
+        ) from None
+    if max_chars is not None and chars > max_chars:
+        raise ValueError(_too_large(what, chars, max_chars))
     try:
         json.dumps(value, allow_nan=False)
-        _check_keys(value)
     except (TypeError, ValueError, RecursionError) as exc:
         raise TypeError(
             "{} is not JSON ({}); use str, int, float, bool, None, list or dict.".format(
@@ -224,20 +263,42 @@ def _json_check(value, what):
         ) from None
 
 
-def _check_keys(value):
-    # json.dumps turns {1: x} into {"1": x} silently; the host rejects such keys, so do we.
-    stack = [value]
+def _too_large(what, size, limit):
+    return (
+        "{} is too large to return (at least {:,} characters; a result frame holds {:,} "
+        "bytes); submit or print less".format(what, size, limit)
+    )
+
+
+def _check_tree(value):
+    """Walk ``value`` without recursion; return the characters its strings hold.
+
+    Refuses, before any copy is made, what json.dumps would accept but the other side could
+    not read: keys that are not str (json.dumps turns {1: x} into {"1": x} silently) and
+    nesting deeper than MAX_NESTING (recursive decoders overflow their stack).
+    """
+    stack = [(value, 1)]
+    chars = 0
     while stack:
-        item = stack.pop()
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            chars += len(item)
+            continue
+        if not isinstance(item, (dict, list, tuple)):
+            continue
+        if depth > MAX_NESTING:
+            raise TypeError("nested more than {} levels deep".format(MAX_NESTING))
         if isinstance(item, dict):
             for key, child in item.items():
                 if not isinstance(key, str):
                     raise TypeError(
                         "dict key {!r} is a {}, JSON keys are str".format(key, type(key).__name__)
                     )
-                stack.append(child)
-        elif isinstance(item, (list, tuple)):
-            stack.extend(item)
+                chars += len(key)
+                stack.append((child, depth + 1))
+        else:
+            stack.extend((child, depth + 1) for child in item)
+    return chars
 
 
 class Session(object):
@@ -306,8 +367,9 @@ class Session(object):
             if not kwargs and fewest <= len(args) <= leading:
                 call_args, call_kwargs = list(args), {}
             else:
-                bound = signature.bind(*args, **kwargs)  # TypeError like the host function's
-                call_args, call_kwargs = list(bound.args), dict(bound.kwargs)
+                signature.bind(*args, **kwargs)  # TypeError like the host function's
+                # Sent as the caller wrote them: a wrapper taking **kwargs needs its keywords.
+                call_args, call_kwargs = list(args), dict(kwargs)
             if not (_all_scalars(call_args) and _all_scalars(call_kwargs.values())):
                 _json_check([call_args, call_kwargs], "an argument of {}()".format(name))
             return session._dispatch(name, call_args, call_kwargs)
@@ -353,9 +415,13 @@ class Session(object):
         def SUBMIT(*args, **kwargs):  # the name the model is told to call
             bound = signature.bind(*args, **kwargs)
             values = dict(bound.arguments)
+            limit = session.max_frame_bytes
             for key, value in values.items():
-                _json_check(value, "SUBMIT value {!r}".format(key))
-            values = json.loads(json.dumps(values))  # tuples become lists, as the host sees them
+                _json_check(value, "SUBMIT value {!r}".format(key), limit)
+            text = json.dumps(values)
+            if len(text) > limit:
+                raise ValueError(_too_large("the SUBMIT value", len(text), limit))
+            values = json.loads(text)  # tuples become lists, as the host sees them
             session._submitted = values
             raise _Submitted()
 
@@ -553,14 +619,21 @@ def _code_error(exc):
         if walk.tb_frame.f_code.co_filename.startswith(CELL_PREFIX):
             lineno = walk.tb_lineno
         walk = walk.tb_next
+    message = _safe_str(exc)
     try:
-        text = "".join(traceback.format_exception(type(exc), exc, tb))
+        if len(message) > ERROR_TEXT_CHARS:  # a huge message is not formatted (copied) again
+            message = truncate_output(message, ERROR_TEXT_CHARS)
+            text = "Traceback (most recent call last):\n{}{}: {}\n".format(
+                "".join(traceback.format_tb(tb)), type(exc).__name__, message
+            )
+        else:
+            text = "".join(traceback.format_exception(type(exc), exc, tb))
     except BaseException:
-        text = "{}: {}\n".format(type(exc).__name__, _safe_str(exc))
+        text = "{}: {}\n".format(type(exc).__name__, message)
     return {
         "type": type(exc).__name__,
-        "message": _safe_str(exc),
-        "traceback": text,
+        "message": message,
+        "traceback": truncate_output(text, ERROR_TEXT_CHARS),
         "lineno": lineno,
     }
 
@@ -1067,8 +1140,17 @@ class PyodideDriver(Driver):
         return driver
 
     def install(self):
-        """Route SIGINT (the interrupt buffer) and ``time.sleep`` through this driver."""
+        """Route SIGINT (the interrupt buffer) and ``time.sleep`` through this driver.
+
+        Runs before the worker locks its JavaScript globals down, so it also does here what
+        needs them: Pyodide loads its entropy source (``node:crypto`` under Deno) on first use,
+        which fails once ``Deno`` is gone, so it is used once now; and the environment loses
+        ``_``, which names the runner's script under the host's cache directory.
+        """
         import signal
+
+        os.urandom(1)
+        os.environ.pop("_", None)
 
         signal.signal(signal.SIGINT, self.on_sigint)
         wait = self.js.sleepInterruptibly

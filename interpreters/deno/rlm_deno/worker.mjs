@@ -371,10 +371,14 @@ function lockDown() {
   globalThis.console = Object.freeze({
     log: quiet, info: quiet, warn: quiet, error: quiet, debug: quiet, trace: quiet, dir: quiet,
   });
-  try {
-    delete globalThis.Deno;
-  } catch {
-    // not configurable in this Deno version; the permission flags still hold
+  // `process` (Deno's Node compatibility, which Pyodide used while booting) tells the host's
+  // working directory, the runner's arguments and the deno executable's path.
+  for (const name of ["Deno", "process"]) {
+    try {
+      delete globalThis[name];
+    } catch {
+      // not configurable in this Deno version; the permission flags still hold
+    }
   }
 }
 
