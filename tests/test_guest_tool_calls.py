@@ -93,16 +93,20 @@ def test_every_call_shape_behaves_as_on_the_host(
     assert outcome(lambda: wrapper(*args, **kwargs)) == expected
 
 
-def test_arguments_reach_the_host_bound_as_python_binds_them() -> None:
+def test_arguments_reach_the_host_as_the_caller_wrote_them() -> None:
+    # Keywords stay keywords: a host wrapper taking **kwargs (functools.wraps over a function
+    # with named parameters, as DSPy wraps tools) needs them by name.
     sent: list[tuple[str, list[Any], dict[str, Any]]] = []
     session = guest_with_tools(sent)
     session.namespace["two"](1, b=2)
     session.namespace["star_args"](1, 2, 3)
     session.namespace["required_keyword"](1, k=3)
+    session.namespace["defaults"](a=1, c=4)
     assert sent == [
-        ("two", [1, 2], {}),
+        ("two", [1], {"b": 2}),
         ("star_args", [1, 2, 3], {}),
         ("required_keyword", [1], {"k": 3}),
+        ("defaults", [], {"a": 1, "c": 4}),
     ]
 
 

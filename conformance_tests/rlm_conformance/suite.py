@@ -14,6 +14,7 @@ from rlm_conformance._execution import ExecutionTests
 from rlm_conformance._guard import OverrideGuard
 from rlm_conformance._isolation import IsolationTests
 from rlm_conformance._lifecycle import LifecycleTests
+from rlm_conformance._robustness import RobustnessTests
 from rlm_conformance._submit import SubmitTests
 from rlm_conformance._timeouts import TimeoutTests
 from rlm_conformance._tools import ToolTests
@@ -36,6 +37,7 @@ class InterpreterConformance(
     IsolationTests,
     ConcurrencyTests,
     BlockingTests,
+    RobustnessTests,
     OverrideGuard,
 ):
     """The conformance suite: subclass it and define the fixture ``make_interpreter``.
@@ -55,8 +57,10 @@ class InterpreterConformance(
 
     Tuning (class attributes): ``cell_timeout``, ``timeout_probe_s``, ``hang_limit_s``,
     ``large_variable_bytes``, ``huge_variable_bytes``, ``huge_output_chars``,
-    ``tool_loop_calls``, ``backend_name``. Never redefine a ``test_*`` method silently: the
-    override guard fails unless the replacement is ``@pytest.mark.xfail(reason=..., strict=True)``.
+    ``tool_loop_calls``, ``thread_count``, ``thread_tool_calls``, ``huge_error_chars``,
+    ``huge_submit_chars``, ``deep_nesting``, ``backend_name``. Never redefine a ``test_*``
+    method silently: the override guard fails unless the replacement is
+    ``@pytest.mark.xfail(reason=..., strict=True)``.
     """
 
 

@@ -19,6 +19,7 @@ import builtins
 import codecs
 import inspect
 import io
+import itertools
 import json
 import linecache
 import math
@@ -33,6 +34,8 @@ PROTOCOL_VERSION = 1
 HEADER = struct.Struct(">IQ")  # JSON length, attachment length
 DEFAULT_MAX_FRAME_BYTES = 64 * 1024 * 1024
 CELL_PREFIX = "<cell-"
+MAX_NESTING = 500  # JSON deeper than this overflows a recursive decoder (the host's, Pyodide's)
+ERROR_TEXT_CHARS = 100000  # an error's message and traceback are cut to this many characters
 
 
 # --------------------------------------------------------------------------- output capture
@@ -106,6 +109,14 @@ class CappedText(io.TextIOBase):
     def flush(self):
         pass
 
+    @property
+    def buffer(self):
+        """The binary layer, as ``sys.stdout.buffer`` has: bytes are decoded into this text."""
+        sink = self.__dict__.get("_buffer")
+        if sink is None:
+            sink = self.__dict__["_buffer"] = _BytesSink(self)
+        return sink
+
     def result(self):
         """Return ``(text, true_length, truncated)`` with the marker already applied."""
         with self._lock:
@@ -118,6 +129,25 @@ class CappedText(io.TextIOBase):
             if keep_tail:
                 text += self._tail[-keep_tail:]
             return text, self.total, True
+
+
+class _BytesSink(io.RawIOBase):
+    """``CappedText.buffer``: bytes written here reach the text capture as UTF-8."""
+
+    def __init__(self, text):
+        io.RawIOBase.__init__(self)
+        self._text = text
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+
+    def writable(self):
+        return True
+
+    def write(self, data):
+        if isinstance(data, str):
+            raise TypeError("a bytes-like object is required, not 'str'")
+        data = bytes(data)
+        self._text.write(self._decoder.decode(data))
+        return len(data)
 
 
 class _ThreadStreams(io.TextIOBase):
@@ -211,10 +241,20 @@ def _safe_str(value):
             return "<unprintable>"
 
 
-def _json_check(value, what):
+def _json_check(value, what, max_chars=None):
+    """Raise TypeError unless ``value`` has a JSON form; ValueError if it is over ``max_chars``."""
+    try:
+        chars = _check_tree(value)
+    except TypeError as exc:
+        raise TypeError(
+            "{} is not JSON ({}); use str, int, float, bool, None, list or dict.".format(
+                what, _safe_str(exc)
+            )
+        ) from None
+    if max_chars is not None and chars > max_chars:
+        raise ValueError(_too_large(what, chars, max_chars))
     try:
         json.dumps(value, allow_nan=False)
-        _check_keys(value)
     except (TypeError, ValueError, RecursionError) as exc:
         raise TypeError(
             "{} is not JSON ({}); use str, int, float, bool, None, list or dict.".format(
@@ -223,20 +263,42 @@ def _json_check(value, what):
         ) from None
 
 
-def _check_keys(value):
-    # json.dumps turns {1: x} into {"1": x} silently; the host rejects such keys, so do we.
-    stack = [value]
+def _too_large(what, size, limit):
+    return (
+        "{} is too large to return (at least {:,} characters; a result frame holds {:,} "
+        "bytes); submit or print less".format(what, size, limit)
+    )
+
+
+def _check_tree(value):
+    """Walk ``value`` without recursion; return the characters its strings hold.
+
+    Refuses, before any copy is made, what json.dumps would accept but the other side could
+    not read: keys that are not str (json.dumps turns {1: x} into {"1": x} silently) and
+    nesting deeper than MAX_NESTING (recursive decoders overflow their stack).
+    """
+    stack = [(value, 1)]
+    chars = 0
     while stack:
-        item = stack.pop()
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            chars += len(item)
+            continue
+        if not isinstance(item, (dict, list, tuple)):
+            continue
+        if depth > MAX_NESTING:
+            raise TypeError("nested more than {} levels deep".format(MAX_NESTING))
         if isinstance(item, dict):
             for key, child in item.items():
                 if not isinstance(key, str):
                     raise TypeError(
                         "dict key {!r} is a {}, JSON keys are str".format(key, type(key).__name__)
                     )
-                stack.append(child)
-        elif isinstance(item, (list, tuple)):
-            stack.extend(item)
+                chars += len(key)
+                stack.append((child, depth + 1))
+        else:
+            stack.extend((child, depth + 1) for child in item)
+    return chars
 
 
 class Session(object):
@@ -305,8 +367,9 @@ class Session(object):
             if not kwargs and fewest <= len(args) <= leading:
                 call_args, call_kwargs = list(args), {}
             else:
-                bound = signature.bind(*args, **kwargs)  # TypeError like the host function's
-                call_args, call_kwargs = list(bound.args), dict(bound.kwargs)
+                signature.bind(*args, **kwargs)  # TypeError like the host function's
+                # Sent as the caller wrote them: a wrapper taking **kwargs needs its keywords.
+                call_args, call_kwargs = list(args), dict(kwargs)
             if not (_all_scalars(call_args) and _all_scalars(call_kwargs.values())):
                 _json_check([call_args, call_kwargs], "an argument of {}()".format(name))
             return session._dispatch(name, call_args, call_kwargs)
@@ -352,9 +415,13 @@ class Session(object):
         def SUBMIT(*args, **kwargs):  # the name the model is told to call
             bound = signature.bind(*args, **kwargs)
             values = dict(bound.arguments)
+            limit = session.max_frame_bytes
             for key, value in values.items():
-                _json_check(value, "SUBMIT value {!r}".format(key))
-            values = json.loads(json.dumps(values))  # tuples become lists, as the host sees them
+                _json_check(value, "SUBMIT value {!r}".format(key), limit)
+            text = json.dumps(values)
+            if len(text) > limit:
+                raise ValueError(_too_large("the SUBMIT value", len(text), limit))
+            values = json.loads(text)  # tuples become lists, as the host sees them
             session._submitted = values
             raise _Submitted()
 
@@ -421,12 +488,7 @@ class Session(object):
                     error = _code_error(exc)
                 else:
                     timed_out = True
-                    error = {
-                        "type": "TimeoutError",
-                        "message": "the cell ran past its timeout and was interrupted",
-                        "traceback": "",
-                        "lineno": None,
-                    }
+                    error = _timeout_error()
             except SyntaxError as exc:
                 error = _syntax_error(exc)
             except BaseException as exc:  # the cell's exception is data, whatever it is
@@ -528,6 +590,15 @@ def _run_coroutine(coro):
         loop.close()
 
 
+def _timeout_error():
+    return {
+        "type": "TimeoutError",
+        "message": "the cell ran past its timeout and was interrupted",
+        "traceback": "",
+        "lineno": None,
+    }
+
+
 def _syntax_error(exc):
     lines = traceback.format_exception_only(type(exc), exc)
     return {
@@ -548,14 +619,21 @@ def _code_error(exc):
         if walk.tb_frame.f_code.co_filename.startswith(CELL_PREFIX):
             lineno = walk.tb_lineno
         walk = walk.tb_next
+    message = _safe_str(exc)
     try:
-        text = "".join(traceback.format_exception(type(exc), exc, tb))
+        if len(message) > ERROR_TEXT_CHARS:  # a huge message is not formatted (copied) again
+            message = truncate_output(message, ERROR_TEXT_CHARS)
+            text = "Traceback (most recent call last):\n{}{}: {}\n".format(
+                "".join(traceback.format_tb(tb)), type(exc).__name__, message
+            )
+        else:
+            text = "".join(traceback.format_exception(type(exc), exc, tb))
     except BaseException:
-        text = "{}: {}\n".format(type(exc).__name__, _safe_str(exc))
+        text = "{}: {}\n".format(type(exc).__name__, message)
     return {
         "type": type(exc).__name__,
-        "message": _safe_str(exc),
-        "traceback": text,
+        "message": message,
+        "traceback": truncate_output(text, ERROR_TEXT_CHARS),
         "lineno": lineno,
     }
 
@@ -584,7 +662,7 @@ def oversized_result(result, exc):
     }
 
 
-# --------------------------------------------------------------------------- stdio driver
+# --------------------------------------------------------------------------- framing
 
 
 class ProtocolError(Exception):
@@ -627,6 +705,144 @@ def encode_frame(message, blob=b""):
     """Encode one frame (used by the host too, so both sides share the format)."""
     body = encode_json(message).encode("utf-8")
     return HEADER.pack(len(body), len(blob)) + body + bytes(blob)
+
+
+# --------------------------------------------------------------------------- drivers
+
+
+class Driver(object):
+    """Serves one Session over the protocol: frame dispatch, answers, results, tool calls.
+
+    What differs between guests is only I/O, which a subclass supplies: :meth:`exchange` (send a
+    tool call, wait for its reply), :meth:`take_timeout` and :meth:`timed_out` (the host's
+    timeout for the running cell), and optionally :meth:`set_variables` and :meth:`explain`.
+    :meth:`handle` answers one host frame with the JSON text of the answer frame.
+    """
+
+    def __init__(self, session):
+        self.session = session
+        self._call_ids = itertools.count(1)  # next() on a count is atomic: threads share it
+        self.current_exec = None  # id of the running cell; tool calls are refused outside one
+        self.pid = os.getpid()  # a forked child's driver sends nothing (see _execute)
+
+    # ---- what a driver's I/O provides ---------------------------------------------------
+
+    def exchange(self, call_id, text):
+        """Send a tool call's JSON text; return the reply dict, or None if the cell timed out."""
+        raise NotImplementedError
+
+    def take_timeout(self):
+        """True once if the host timed the running cell out and it was not yet raised in it."""
+        raise NotImplementedError
+
+    def timed_out(self):
+        """Whether the host timed the running cell out."""
+        raise NotImplementedError
+
+    def set_variables(self, specs, blob):
+        self.session.set_variables(specs, blob)
+
+    def explain(self, error):
+        """Add what this guest knows to a cell's error dict (in place)."""
+
+    def begin_cell(self, exec_id):
+        self.current_exec = exec_id
+
+    def end_cell(self):
+        self.current_exec = None
+
+    # ---- shared --------------------------------------------------------------------------
+
+    def encode(self, message):
+        """The JSON text of ``message``; ValueError if its frame would be over the limit."""
+        text = encode_json(message)
+        limit = self.session.max_frame_bytes
+        # UTF-8 takes at most 4 bytes a character: count bytes only when that could matter.
+        if len(text) * 4 > limit:
+            size = len(text.encode("utf-8"))
+            if size > limit:
+                raise ValueError(
+                    "message of {:,} bytes exceeds the {:,}-byte frame limit".format(size, limit)
+                )
+        return text
+
+    def call_tool(self, name, args, kwargs):
+        call_id = next(self._call_ids)
+        text = self.encode(
+            {"t": "call", "id": call_id, "name": name, "args": args, "kwargs": kwargs}
+        )
+        reply = self.exchange(call_id, text)
+        if reply is None:
+            raise CellTimeout()  # the host timed the cell out while this call waited
+        return reply
+
+    def on_sigint(self, signum, frame):
+        """SIGINT handler: the host's timeout becomes CellTimeout inside the cell, once."""
+        if self.session.in_user_code:
+            if self.take_timeout():
+                raise CellTimeout()
+            raise KeyboardInterrupt()
+
+    def handle(self, message, blob):
+        """Answer one host frame; return the JSON text of the answer frame."""
+        kind = message.get("t")
+        message_id = message.get("id")
+        if kind == "configure":
+            self.session.max_frame_bytes = int(message["max_frame_bytes"])
+            return self.encode({"t": "done", "id": message_id})
+        if kind == "register":
+            return self._answer(
+                message_id, self.session.register, message["tools"], message["outputs"]
+            )
+        if kind == "vars":
+            return self._answer(message_id, self.set_variables, message["vars"], blob)
+        if kind == "exec":
+            return self._execute(message)
+        raise ProtocolError("unknown message type " + repr(kind))
+
+    def _answer(self, message_id, fn, *args):
+        try:
+            fn(*args)
+            return self.encode({"t": "done", "id": message_id})
+        except Exception as exc:
+            error = {"type": type(exc).__name__, "message": _safe_str(exc)}
+            return self.encode({"t": "done", "id": message_id, "error": error})
+
+    def _execute(self, message):
+        started = time.perf_counter()
+        self.begin_cell(message.get("id"))
+        try:
+            result = self.session.execute(message["code"], int(message["max_output_chars"]))
+            timed_out = self.timed_out()
+        finally:
+            if os.getpid() != self.pid:
+                _exit_forked_child()
+            self.end_cell()
+        error = result.get("error")
+        if timed_out and error and error.get("type") in ("KeyboardInterrupt", "CancelledError"):
+            # A cell awaiting when its tasks were cancelled, or interrupted by a SIGINT that
+            # raced the timeout's, timed out all the same.
+            result["timed_out"] = True
+            result["error"] = error = _timeout_error()
+        if error:
+            self.explain(error)
+        result["t"] = "result"
+        result["id"] = message.get("id")
+        result["guest_duration_s"] = time.perf_counter() - started
+        try:
+            return self.encode(result)
+        except ValueError as exc:
+            return self.encode(oversized_result(result, exc))
+
+
+def _exit_forked_child():
+    # A child forked inside a cell shares the protocol's pipes: it must never write a frame.
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BaseException:
+            pass
+    os._exit(0)
 
 
 class _FdDrain(object):
@@ -686,8 +902,16 @@ class _FdDrain(object):
         self._seen.wait(timeout)
 
 
-class StdioDriver(object):
-    """Serves one Session over frames on private copies of fds 0 and 1."""
+_WAITING = object()  # a tool call's slot before its reply arrives
+_ABANDONED = object()  # ... when its cell ended first
+
+
+class StdioDriver(Driver):
+    """A CPython guest: frames on private copies of fds 0 and 1, read by a reader thread.
+
+    Guest threads may call tools concurrently: each call waits for the reply with its own id,
+    which the reader thread files under that id.
+    """
 
     def __init__(self):
         self.in_fd = os.dup(0)
@@ -697,7 +921,7 @@ class StdioDriver(object):
         os.dup2(devnull, 0)
         os.close(devnull)
         sys.stdin = io.TextIOWrapper(io.BytesIO(b""), encoding="utf-8")
-        self.session = Session(call_tool=self.call_tool)
+        Driver.__init__(self, Session(call_tool=self.call_tool))
         self.session.flush_hook = self._sync_drains
         self._drains = []
         for fd, pick in ((1, 0), (2, 1)):
@@ -711,14 +935,18 @@ class StdioDriver(object):
         sys.stderr = io.TextIOWrapper(
             os.fdopen(2, "wb", closefd=False), "utf-8", line_buffering=True
         )
-        self._inbox = []
-        self._inbox_ready = threading.Condition()
-        self._current_exec = None
-        self._next_call = 0
+        self._state = threading.Condition()  # guards the three below
+        self._inbox = []  # host frames other than replies and interrupts
+        self._replies = {}  # call id -> _WAITING, the reply, or _ABANDONED
+        self._eof = False
+        self._send_lock = threading.Lock()  # also orders tool calls against the cell's end
         self._main_ident = threading.get_ident()
-        self._send_lock = threading.Lock()
+        self._timed_out_exec = None
+        self._timeout_taken = False
 
     def _sync_drains(self):
+        if os.getpid() != self.pid:
+            return  # a forked child has no drain threads; its marker would leak
         for fd, drain in self._drains:
             drain.sync(fd)
 
@@ -731,47 +959,106 @@ class StdioDriver(object):
 
     # ---- framing ------------------------------------------------------------------------
 
-    def send(self, message):
-        data = encode_frame(message)
-        if len(data) > self.session.max_frame_bytes:
-            raise ValueError(
-                "message of {:,} bytes exceeds the {:,}-byte frame limit".format(
-                    len(data), self.session.max_frame_bytes
-                )
-            )
+    def send_text(self, text):
+        body = text.encode("utf-8")
+        self._write(HEADER.pack(len(body), 0) + body)
+
+    def _write(self, data):
+        if os.getpid() != self.pid:
+            raise RuntimeError("a forked child process cannot talk to the host")
         with self._send_lock:
-            view = memoryview(data)
-            while view:
-                written = os.write(self.out_fd, view)
-                view = view[written:]
+            self._write_locked(data)
 
     def _reader(self):
         try:
             while True:
                 message, blob = read_frame(self.in_fd)
-                if message.get("t") == "interrupt":
+                kind = message.get("t")
+                if kind == "interrupt":
                     self._interrupt(message.get("id"))
                     continue
-                with self._inbox_ready:
+                with self._state:
+                    if kind == "reply":
+                        call_id = message.get("id")
+                        if self._replies.get(call_id) is _WAITING:
+                            self._replies[call_id] = message
+                            self._state.notify_all()
+                        continue  # otherwise a late reply to a call its cell abandoned
                     self._inbox.append((message, blob))
-                    self._inbox_ready.notify()
+                    self._state.notify_all()
         except BaseException:
-            with self._inbox_ready:
-                self._inbox.append(({"t": "eof"}, b""))
-                self._inbox_ready.notify()
+            with self._state:
+                self._eof = True
+                self._state.notify_all()
 
     def _next_message(self):
-        with self._inbox_ready:
+        with self._state:
             while not self._inbox:
-                self._inbox_ready.wait()
+                if self._eof:
+                    return {"t": "eof"}, b""
+                self._state.wait()
             return self._inbox.pop(0)
 
-    # ---- interrupts ---------------------------------------------------------------------
+    # ---- cells, tool calls and timeouts -------------------------------------------------
+
+    def begin_cell(self, exec_id):
+        with self._send_lock:
+            self._timed_out_exec = None
+            self._timeout_taken = False
+            self.current_exec = exec_id
+
+    def end_cell(self):
+        # Under the send lock: no thread the cell left behind can send a call after this.
+        with self._send_lock:
+            self.current_exec = None
+            with self._state:
+                for call_id, reply in self._replies.items():
+                    if reply is _WAITING:
+                        self._replies[call_id] = _ABANDONED
+                self._state.notify_all()
+
+    def exchange(self, call_id, text):
+        body = text.encode("utf-8")
+        data = HEADER.pack(len(body), 0) + body
+        if os.getpid() != self.pid:
+            raise RuntimeError("host tools cannot be called from a forked child process")
+        with self._send_lock:
+            if self.current_exec is None:
+                raise RuntimeError(
+                    "host tools can be called only while a cell runs; this thread outlived "
+                    "the cell that started it"
+                )
+            with self._state:
+                self._replies[call_id] = _WAITING
+            try:
+                self._write_locked(data)
+            except BaseException:
+                with self._state:
+                    self._replies.pop(call_id, None)
+                raise
+        with self._state:
+            try:
+                while self._replies[call_id] is _WAITING:
+                    if self._eof:
+                        os._exit(0)
+                    self._state.wait()
+                reply = self._replies[call_id]
+            finally:
+                self._replies.pop(call_id, None)
+        if reply is _ABANDONED:
+            raise RuntimeError("the cell ended before the host answered this tool call")
+        return reply
+
+    def _write_locked(self, data):
+        view = memoryview(data)
+        while view:
+            written = os.write(self.out_fd, view)
+            view = view[written:]
 
     def _interrupt(self, exec_id):
-        if exec_id is None or exec_id != self._current_exec:
+        if exec_id is None or exec_id != self.current_exec:
             return
-        self._interrupt_requested = True
+        self._timed_out_exec = exec_id
         import signal
 
         if hasattr(signal, "pthread_kill"):
@@ -781,29 +1068,14 @@ class StdioDriver(object):
 
             _thread.interrupt_main()
 
-    def _on_sigint(self, signum, frame):
-        if self.session.in_user_code and getattr(self, "_interrupt_requested", False):
-            self._interrupt_requested = False
-            raise CellTimeout()
-        if self.session.in_user_code:
-            raise KeyboardInterrupt()
+    def take_timeout(self):
+        if self.timed_out() and not self._timeout_taken:
+            self._timeout_taken = True
+            return True
+        return False
 
-    # ---- tool calls ---------------------------------------------------------------------
-
-    def call_tool(self, name, args, kwargs):
-        self._next_call += 1
-        call_id = self._next_call
-        self.send({"t": "call", "id": call_id, "name": name, "args": args, "kwargs": kwargs})
-        while True:
-            message, _ = self._next_message()
-            kind = message.get("t")
-            if kind == "reply" and message.get("id") == call_id:
-                return message
-            if kind == "reply":
-                continue  # a late reply to a call an interrupt abandoned
-            if kind == "eof":
-                os._exit(0)
-            raise ProtocolError("expected a tool reply, got " + repr(kind))
+    def timed_out(self):
+        return self._timed_out_exec is not None and self._timed_out_exec == self.current_exec
 
     # ---- main loop ----------------------------------------------------------------------
 
@@ -811,64 +1083,155 @@ class StdioDriver(object):
         import platform
         import signal
 
-        signal.signal(signal.SIGINT, self._on_sigint)
+        signal.signal(signal.SIGINT, self.on_sigint)
         threading.Thread(target=self._reader, name="rlm-reader", daemon=True).start()
-        self.send(
-            {
-                "t": "ready",
-                "protocol": PROTOCOL_VERSION,
-                "python": platform.python_version(),
-                "implementation": platform.python_implementation(),
-                "pid": os.getpid(),
-            }
-        )
+        ready = {
+            "t": "ready",
+            "protocol": PROTOCOL_VERSION,
+            "python": platform.python_version(),
+            "implementation": platform.python_implementation(),
+            "pid": os.getpid(),
+        }
+        self.send_text(self.encode(ready))
         while True:
             message, blob = self._next_message()
-            kind = message.get("t")
-            if kind in ("eof", "shutdown"):
+            if message.get("t") in ("eof", "shutdown"):
                 return
-            if kind == "configure":
-                self.session.max_frame_bytes = int(message["max_frame_bytes"])
-                self.send({"t": "done", "id": message.get("id")})
-            elif kind == "register":
-                self._answer(message, self.session.register, message["tools"], message["outputs"])
-            elif kind == "vars":
-                self._answer(message, self.session.set_variables, message["vars"], blob)
-            elif kind == "exec":
-                self._execute(message)
-            elif kind == "reply":
-                continue  # late reply after an interrupted cell
-            else:
-                raise ProtocolError("unknown message type " + repr(kind))
+            self.send_text(self.handle(message, blob))
 
-    def _answer(self, message, fn, *args):
-        try:
-            fn(*args)
-            self.send({"t": "done", "id": message.get("id")})
-        except Exception as exc:
-            self.send(
-                {
-                    "t": "done",
-                    "id": message.get("id"),
-                    "error": {"type": type(exc).__name__, "message": _safe_str(exc)},
-                }
+
+_PREPARED = []  # a PyodideDriver built while the runner waited in its pool
+
+
+class PyodideDriver(Driver):
+    """A Pyodide guest: the Deno worker (``worker.mjs``) owns stdio and calls :meth:`handle_text`.
+
+    ``js`` is the worker's API: ``callTool(id, text)`` sends a call and blocks until the reply's
+    text (None when the host's timeout came first), ``timeoutRequested()``,
+    ``takeInterrupt()``, ``takeFdOutput(index)``, ``importHint(module)`` and
+    ``sleepInterruptibly(seconds)``. Pyodide has no threads, so calls never overlap.
+    """
+
+    def __init__(self, js):
+        Driver.__init__(self, Session(call_tool=self.call_tool, streams="global"))
+        self.js = js
+        self._call_js = js.callTool  # each attribute access on a JsProxy makes a new proxy
+        self.session.flush_hook = self._flush
+        self._take_interrupt = js.takeInterrupt
+        self._timeout_requested = js.timeoutRequested
+
+    @classmethod
+    def prepare(cls, js):
+        """Build the driver the next session takes, and return a throwaway one to warm up.
+
+        Run before the host's boot frame, so that the code paths a session's first frames take
+        (compiled lazily, in V8 and in WebAssembly) are compiled while the runner waits.
+        """
+        warm = cls(js)
+        warm.handle({"t": "register", "id": 0, "tools": [], "outputs": None}, None)
+        _PREPARED[:] = [cls(js)]
+        return warm
+
+    @classmethod
+    def take(cls, js):
+        """The driver for a new session (the prepared one if there is one)."""
+        driver = _PREPARED.pop() if _PREPARED else cls(js)
+        driver.install()
+        return driver
+
+    def install(self):
+        """Route SIGINT (the interrupt buffer) and ``time.sleep`` through this driver.
+
+        Runs before the worker locks its JavaScript globals down, so it also does here what
+        needs them: Pyodide loads its entropy source (``node:crypto`` under Deno) on first use,
+        which fails once ``Deno`` is gone, so it is used once now; and the environment loses
+        ``_``, which names the runner's script under the host's cache directory.
+        """
+        import signal
+
+        os.urandom(1)
+        os.environ.pop("_", None)
+
+        signal.signal(signal.SIGINT, self.on_sigint)
+        wait = self.js.sleepInterruptibly
+        real_sleep = time.sleep
+
+        def sleep(seconds):
+            # Pyodide's own sleep ignores the interrupt buffer; this waits on it.
+            if seconds < 0:
+                raise ValueError("sleep length must be non-negative")
+            if wait(float(seconds)):
+                raise CellTimeout()
+
+        sleep.__doc__ = real_sleep.__doc__
+        time.sleep = sleep
+
+    def handle_text(self, text, blob):
+        """:meth:`handle` for the worker: the frame's JSON text in, the answer's text out."""
+        return self.handle(json.loads(text), blob)
+
+    def exchange(self, call_id, text):
+        reply = self._call_js(call_id, text)
+        return None if reply is None else json.loads(reply)
+
+    def take_timeout(self):
+        return bool(self._take_interrupt())
+
+    def timed_out(self):
+        return bool(self._timeout_requested())
+
+    def set_variables(self, specs, blob):
+        # One variable at a time from the JS buffer: only that variable's bytes are copied into
+        # the wasm heap, so a 500 MB input needs ~2x its size there, not 2x the whole blob.
+        total = 0 if blob is None else blob.length
+        if sum(int(spec["size"]) for spec in specs) != total:
+            raise ValueError("variable sizes do not add up to the attachment length")
+        offset = 0
+        for spec in specs:
+            size = int(spec["size"])
+            data = blob.subarray(offset, offset + size).to_bytes() if size else b""
+            offset += size
+            self.session.set_variables([spec], data)
+            del data
+
+    def explain(self, error):
+        if error.get("type") != "ModuleNotFoundError":
+            return
+        import re
+
+        found = re.match(r"No module named '([^'.]+)", error.get("message", ""))
+        package = found and self.js.importHint(found.group(1))
+        if package:
+            hint = (
+                " (Pyodide has a package {!r} for this import, but it is not installed in this "
+                "sandbox and the sandbox cannot download packages; only the standard library "
+                "and packages given to DenoInterpreter(packages=...) are available)".format(package)
             )
+            error["message"] += hint
+            error["traceback"] = error.get("traceback", "").rstrip("\n") + hint + "\n"
 
-    def _execute(self, message):
-        self._current_exec = message.get("id")
-        self._interrupt_requested = False
-        started = time.perf_counter()
-        try:
-            result = self.session.execute(message["code"], int(message["max_output_chars"]))
-        finally:
-            self._current_exec = None
-        result["t"] = "result"
-        result["id"] = message.get("id")
-        result["guest_duration_s"] = time.perf_counter() - started
-        try:
-            self.send(result)
-        except ValueError as exc:
-            self.send(oversized_result(result, exc))
+    def _flush(self):
+        # Writes to fds 1 and 2 wait in the worker until the cell's end: move them to capture.
+        for stream in (sys.__stdout__, sys.__stderr__):
+            try:
+                stream.flush()
+            except Exception:
+                pass
+        capture = self.session.extra_capture
+        for index in (0, 1):
+            head, dropped, tail = self.js.takeFdOutput(index)
+            if capture is not None:
+                capture[index].write(head)
+                capture[index].total += int(dropped)
+                capture[index].write(tail)
+
+    @staticmethod
+    def cancel_tasks():
+        """Cancel the event loop's tasks: a timed-out cell suspended in ``await`` resumes."""
+        import asyncio
+
+        for task in asyncio.all_tasks(asyncio.get_event_loop()):
+            task.cancel()
 
 
 def main():

@@ -9,6 +9,8 @@ PROTOCOL_VERSION: int
 HEADER: struct.Struct
 DEFAULT_MAX_FRAME_BYTES: int
 CELL_PREFIX: str
+MAX_NESTING: int
+ERROR_TEXT_CHARS: int
 
 def truncation_marker(omitted: int) -> str: ...
 def truncate_output(text: str, limit: int | None) -> str: ...

@@ -1,6 +1,6 @@
 // The Pyodide side of rlm-deno, running in a Worker started by runner.mjs. It boots Pyodide
 // (from a memory snapshot when one is given and loads, else normally), loads the guest runtime
-// the host sent (rlm_core/bridge/guest.py) and serves its Session over the process's stdin and
+// the host sent (rlm_core/bridge/guest.py) and serves it (guest.PyodideDriver) over the process's stdin and
 // stdout, read and written synchronously from this thread: a tool call writes its frame and
 // blocks reading until the reply, so it works from plain synchronous Python and no other thread
 // is woken on the way. While a cell runs nobody reads stdin, so runner.mjs enforces the cell's
@@ -16,25 +16,25 @@ const TIMED_OUT = 1;
 const DELIVERED = 2;
 let interruptBuffer;
 let pyodide;
-let bridge; // the Python Bridge object (a PyProxy)
-let handle; // its bound handle method
+let driver; // the session's rlm_guest.PyodideDriver (a PyProxy)
+let handle; // its bound handle_text method
 let bootInfo = {};
 let currentExec = 0;
 
-// Everything Python-side that is not guest.py: loaded once, kept in the memory snapshot.
+// Loads guest.py (rlm_core/bridge/guest.py, whose PyodideDriver serves the protocol) as module
+// rlm_guest, unless the memory snapshot already holds this very source. Loaded once and kept in
+// the snapshot; a byte comparison, not a hash, because hashing 30 KB with code the snapshot has
+// not run yet costs milliseconds on a pooled start.
+const GLUE_REVISION = 4;
 const GLUE = String.raw`
-import ast, builtins, codecs, hashlib, inspect, io, json, linecache, math, os, platform
-import re, signal, struct, sys, threading, time, traceback, types
+import sys, types
 
-GLUE_REVISION = 3
+GLUE_REVISION = ${GLUE_REVISION}
 
 
 def load_guest(blob):
-    """Run guest.py's source as module rlm_guest, unless a snapshot already holds this one."""
     source = blob.to_bytes()
     module = sys.modules.get("rlm_guest")
-    # A byte comparison, not a hash: hashing 30 KB with code the snapshot has not run yet
-    # costs milliseconds on a pooled start.
     if module is not None and getattr(module, "__rlm_source__", None) == source:
         return module
     module = types.ModuleType("rlm_guest")
@@ -42,207 +42,6 @@ def load_guest(blob):
     exec(compile(source, "<rlm-guest>", "exec"), module.__dict__)
     sys.modules["rlm_guest"] = module
     return module
-
-
-_prepared = []
-
-
-def prepare(js):
-    """Before the host's boot frame: build the Bridge for the guest the snapshot holds, and
-    return a throwaway one for the worker to run a cell through, so that the code paths a
-    session's first frames take (in V8 and in WebAssembly, compiled lazily) are compiled
-    while the runner waits in the pool rather than after it was handed out."""
-    guest = sys.modules.get("rlm_guest")
-    if guest is None:
-        return None
-    warm = Bridge(guest, js)
-    warm.handle(json.dumps({"t": "register", "id": 0, "tools": [], "outputs": None}), None)
-    _prepared[:] = [Bridge(guest, js)]
-    return warm
-
-
-def bridge_for(blob, js):
-    """The Bridge for the guest runtime the host sent (the prepared one if it is the same)."""
-    guest = load_guest(blob)
-    if _prepared and _prepared[0].guest is guest:
-        bridge = _prepared.pop()
-    else:
-        del _prepared[:]
-        bridge = Bridge(guest, js)
-    bridge.serve_interrupts()
-    return bridge
-
-
-def cancel_tasks():
-    """Cancel the event loop's tasks: a timed-out cell suspended in await resumes."""
-    import asyncio
-
-    for task in asyncio.all_tasks(asyncio.get_event_loop()):
-        task.cancel()
-
-
-class Bridge(object):
-    """Serves one guest Session for the worker: the Pyodide twin of guest.StdioDriver."""
-
-    def __init__(self, guest, js):
-        self.guest = guest
-        self.js = js
-        # Looked up once: each attribute access on a JsProxy makes a new proxy.
-        self._call_js = js.callTool
-
-        class DenoSession(guest.Session):
-            # Whether the host timed this cell out: a KeyboardInterrupt the cell raises, or the
-            # CancelledError of an awaiting cell whose tasks were cancelled, is then the timeout.
-            @property
-            def timeout_requested(self):
-                return bool(js.timeoutRequested())
-
-            @timeout_requested.setter
-            def timeout_requested(self, value):
-                pass
-
-        self.session = DenoSession(call_tool=self.call_tool, streams="global")
-        self.session.flush_hook = self._flush
-        # Pyodide's time.sleep blocks without looking at the interrupt buffer; this one waits
-        # on the buffer itself, so the host's interrupt ends a sleeping cell at once.
-        real_sleep = time.sleep
-
-        def sleep(seconds):
-            if seconds < 0:
-                raise ValueError("sleep length must be non-negative")
-            if js.sleepInterruptibly(float(seconds)):
-                raise guest.CellTimeout()
-
-        sleep.__doc__ = real_sleep.__doc__
-        time.sleep = sleep
-        self._next_call = 0
-
-    def serve_interrupts(self):
-        """Turn the host's timeout (SIGINT from the interrupt buffer) into this session's cell."""
-        session, guest, take = self.session, self.guest, self.js.takeInterrupt
-
-        def on_sigint(signum, frame):
-            # CPython takes the signal wherever it happens to be; it is raised only inside the
-            # cell and only once, and runner.mjs presses again until it has been.
-            if session.in_user_code and take():
-                raise guest.CellTimeout()
-
-        signal.signal(signal.SIGINT, on_sigint)
-
-    def _flush(self):
-        # Runs at the end of every cell: move fd-level output into the cell's capture.
-        for stream in (sys.__stdout__, sys.__stderr__):
-            try:
-                stream.flush()
-            except Exception:
-                pass
-        capture = self.session.extra_capture
-        for index in (0, 1):
-            head, dropped, tail = self.js.takeFdOutput(index)
-            if capture is not None:
-                capture[index].write(head)
-                capture[index].total += int(dropped)
-                capture[index].write(tail)
-
-    # ---- frames -------------------------------------------------------------------------
-
-    def _encode(self, message):
-        data = self.guest.encode_json(message)
-        # Characters, not bytes, are counted here: the host counts bytes, so stay well inside.
-        if len(data) * 4 > self.session.max_frame_bytes and len(data.encode("utf-8")) > self.session.max_frame_bytes:
-            raise ValueError(
-                "message of {:,} bytes exceeds the {:,}-byte frame limit".format(
-                    len(data.encode("utf-8")), self.session.max_frame_bytes
-                )
-            )
-        return data
-
-    def call_tool(self, name, args, kwargs):
-        self._next_call += 1
-        call_id = self._next_call
-        text = self._encode({"t": "call", "id": call_id, "name": name, "args": args, "kwargs": kwargs})
-        reply = self._call_js(call_id, text)
-        if reply is None:
-            # The host timed the cell out while it waited for this tool.
-            raise self.guest.CellTimeout()
-        return json.loads(reply)
-
-    def handle(self, text, blob):
-        """Answer one host frame; return the JSON text of the answer (or None)."""
-        message = json.loads(text)
-        kind = message.get("t")
-        message_id = message.get("id")
-        if kind == "configure":
-            self.session.max_frame_bytes = int(message["max_frame_bytes"])
-            return self._encode({"t": "done", "id": message_id})
-        if kind == "register":
-            return self._answer(message_id, self.session.register, message["tools"], message["outputs"])
-        if kind == "vars":
-            return self._answer(message_id, self._set_variables, message["vars"], blob)
-        if kind == "exec":
-            return self._execute(message)
-        raise ValueError("unknown message type " + repr(kind))
-
-    def _answer(self, message_id, fn, *args):
-        try:
-            fn(*args)
-            return self._encode({"t": "done", "id": message_id})
-        except Exception as exc:
-            return self._encode(
-                {
-                    "t": "done",
-                    "id": message_id,
-                    "error": {"type": type(exc).__name__, "message": self.guest._safe_str(exc)},
-                }
-            )
-
-    def _explain_missing(self, error):
-        found = re.match(r"No module named '([^'.]+)", error.get("message", ""))
-        package = found and self.js.importHint(found.group(1))
-        if package:
-            hint = (
-                " (Pyodide has a package {!r} for this import, but it is not installed in this "
-                "sandbox and the sandbox cannot download packages; only the standard library "
-                "and packages given to DenoInterpreter(packages=...) are available)".format(package)
-            )
-            error["message"] += hint
-            error["traceback"] = error.get("traceback", "").rstrip("\n") + hint + "\n"
-
-    def _set_variables(self, specs, blob):
-        # One variable at a time: only that variable's bytes are copied into the wasm heap, so
-        # a 500 MB input needs ~2x its size there, not 2x the whole attachment.
-        total = 0 if blob is None else blob.length
-        if sum(int(spec["size"]) for spec in specs) != total:
-            raise ValueError("variable sizes do not add up to the attachment length")
-        offset = 0
-        for spec in specs:
-            size = int(spec["size"])
-            data = blob.subarray(offset, offset + size).to_bytes() if size else b""
-            offset += size
-            self.session.set_variables([spec], data)
-            del data
-
-    def _execute(self, message):
-        started = time.perf_counter()
-        result = self.session.execute(message["code"], int(message["max_output_chars"]))
-        error = result.get("error")
-        if error and error.get("type") == "CancelledError" and self.session.timeout_requested:
-            result["timed_out"] = True
-            result["error"] = error = {
-                "type": "TimeoutError",
-                "message": "the cell ran past its timeout and was interrupted",
-                "traceback": "",
-                "lineno": None,
-            }
-        if error and error.get("type") == "ModuleNotFoundError":
-            self._explain_missing(error)
-        result["t"] = "result"
-        result["id"] = message.get("id")
-        result["guest_duration_s"] = time.perf_counter() - started
-        try:
-            return self._encode(result)
-        except ValueError as exc:
-            return self._encode(self.guest.oversized_result(result, exc))
 `;
 
 // Taken before lockDown() removes Deno from the globals; guest code cannot reach a
@@ -508,7 +307,9 @@ async function boot() {
     try {
       const bytes = Deno.readFileSync(config.snapshot);
       pyodide = await loadPyodide({ ...options, _loadSnapshot: bytes });
-      pyodide.runPython("import sys; assert sys.modules['_rlm_deno_glue'].GLUE_REVISION == 3");
+      pyodide.runPython(
+        `import sys; assert sys.modules['_rlm_deno_glue'].GLUE_REVISION == ${GLUE_REVISION}`,
+      );
     } catch (error) {
       snapshotError = String(error && error.message || error).slice(0, 500);
       pyodide = undefined;
@@ -543,17 +344,18 @@ async function boot() {
     }
     if (config.packages && config.packages.length) await loadPackages(config.packages);
     importHints = missingPackages();
-    const glue = pyodide.pyimport("_rlm_deno_glue");
-    const warm = glue.prepare(JS_API);
-    glue.destroy();
-    if (warm) {
-      // The same route the host's first cell takes (JSON frame in, result text out); the
-      // answer is dropped and the throwaway session with it.
+    const guest = pyodide.runPython("import sys; sys.modules.get('rlm_guest')");
+    if (guest) {
+      // The driver the snapshot's guest gives the next session is built now, and a throwaway
+      // one takes the route the host's first cell takes (JSON frame in, result text out), so
+      // that code is compiled while the runner waits in the pool; its answer is dropped.
+      const warm = guest.PyodideDriver.prepare(JS_API);
       const cell = { t: "exec", id: 0, code: "x = [1, 'a']\nprint(x)\nx", max_output_chars: 1000 };
-      warm.handle(JSON.stringify(cell), undefined);
+      warm.handle_text(JSON.stringify(cell), undefined);
       takeFdOutput(0);
       takeFdOutput(1);
       warm.destroy();
+      guest.destroy();
     }
     bootInfo.python = pyodide.runPython("import platform; platform.python_version()");
   }
@@ -569,10 +371,14 @@ function lockDown() {
   globalThis.console = Object.freeze({
     log: quiet, info: quiet, warn: quiet, error: quiet, debug: quiet, trace: quiet, dir: quiet,
   });
-  try {
-    delete globalThis.Deno;
-  } catch {
-    // not configurable in this Deno version; the permission flags still hold
+  // `process` (Deno's Node compatibility, which Pyodide used while booting) tells the host's
+  // working directory, the runner's arguments and the deno executable's path.
+  for (const name of ["Deno", "process"]) {
+    try {
+      delete globalThis[name];
+    } catch {
+      // not configurable in this Deno version; the permission flags still hold
+    }
   }
 }
 
@@ -625,7 +431,7 @@ function callTool(id, text) {
   }
 }
 
-// What the Python side may call; handed to each Bridge.
+// What the Python side may call; handed to each PyodideDriver.
 const JS_API = {
   timeoutRequested: (...args) => timeoutRequested(...args),
   takeInterrupt: (...args) => takeInterrupt(...args),
@@ -650,8 +456,10 @@ async function handleBoot(message, blob) {
     for (const [key, value] of Object.entries(message.env)) environ.__setitem__(key, value);
     environ.destroy();
   }
-  bridge = glue.bridge_for(blob, JS_API);
-  handle = bridge.handle;
+  const guest = glue.load_guest(blob);
+  driver = guest.PyodideDriver.take(JS_API);
+  handle = driver.handle_text;
+  guest.destroy();
   const ready = {
     t: "ready",
     protocol: message.protocol,
@@ -677,9 +485,7 @@ function cancelTasks() {
   // The timeout is delivered by cancelling; a signal still pending would only be dropped.
   Atomics.store(interruptBuffer, 0, 0);
   try {
-    const glue = pyodide.pyimport("_rlm_deno_glue");
-    glue.cancel_tasks();
-    glue.destroy();
+    driver.cancel_tasks();
   } catch {
     // the host kills the process after its grace period
   }
