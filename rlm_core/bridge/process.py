@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import functools
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -53,15 +55,23 @@ host is a process of the same user). :func:`local_process_capabilities` may clai
 _CONFINE_SOURCE = Path(confine.__file__).read_text(encoding="utf-8")
 
 
-def confined_argv(argv: Sequence[str], *, python: str | None = None) -> list[str]:
+def confined_argv(
+    argv: Sequence[str], *, python: str | None = None, search_path: str | None = None
+) -> list[str]:
     """``argv`` run under :mod:`rlm_core.bridge.confine` by ``python`` (default: this one).
 
     The guest then dies with its host, leaves no process behind when it ends or is closed,
     and, where the kernel allows namespaces, cannot see or touch any host process. On systems
     other than Linux ``argv`` is returned unchanged.
+
+    Raises:
+        FileNotFoundError: ``argv[0]`` is not an executable on ``search_path`` (default: this
+            process's PATH), as starting it directly would.
     """
     if not sys.platform.startswith("linux"):
         return list(argv)
+    if shutil.which(argv[0], path=search_path) is None:
+        raise FileNotFoundError(errno.ENOENT, "no such executable", argv[0])
     return [python or sys.executable, "-I", "-c", _CONFINE_SOURCE, "--", *argv]
 
 
