@@ -13,6 +13,7 @@ from rlm_conformance._execution import ExecutionTests
 from rlm_conformance._guard import OverrideGuard
 from rlm_conformance._isolation import IsolationTests
 from rlm_conformance._lifecycle import LifecycleTests
+from rlm_conformance._processes import ProcessTests
 from rlm_conformance._submit import SubmitTests
 from rlm_conformance._timeouts import TimeoutTests
 from rlm_conformance._tools import ToolTests
@@ -32,6 +33,7 @@ class InterpreterConformance(
     TruncationTests,
     TimeoutTests,
     IsolationTests,
+    ProcessTests,
     ConcurrencyTests,
     BlockingTests,
     OverrideGuard,

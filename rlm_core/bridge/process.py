@@ -143,10 +143,12 @@ class ProcessChannel:
                     self._process.terminate()  # lets a supervisor kill what left the group
                 with anyio.move_on_after(1):
                     await self._process.wait()
+            # Even when the child is gone, others may remain in its group (a group id is not
+            # reused while any member lives).
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self._process.pid, signal.SIGKILL)
             if self._process.returncode is None:
-                try:
-                    os.killpg(self._process.pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
+                with contextlib.suppress(ProcessLookupError):
                     self._process.kill()
             with anyio.move_on_after(5):
                 await self._process.wait()
