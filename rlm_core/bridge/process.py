@@ -34,6 +34,7 @@ from rlm_core.interpreter import Capabilities
 __all__ = [
     "LOCAL_PROCESS_CAPABILITIES",
     "ProcessChannel",
+    "Tether",
     "confined_argv",
     "local_process_capabilities",
     "open_process_channel",
@@ -99,6 +100,57 @@ def local_process_capabilities() -> Capabilities:
 
 
 _STDERR_TAIL = 4000
+
+# The tether's watcher: wait for end of input; a released tether says so first (one byte).
+_TETHER_WATCHER = """
+import os, signal, sys
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+released = False
+while True:
+    data = os.read(0, 65536)
+    if not data:
+        break
+    released = True
+if not released:
+    try:
+        os.killpg(int(sys.argv[1]), signal.SIGKILL)
+    except OSError:
+        pass
+"""
+
+
+class Tether:
+    """Kills a process group when this host process dies, whichever thread started it.
+
+    ``PR_SET_PDEATHSIG`` fires when the *thread* that forked a child ends, so it cannot tie a
+    child started from a short-lived worker thread to the whole host. A tether is a tiny
+    watcher process reading a pipe only this process can write to: the pipe ends when the host
+    dies (however it dies), and the watcher then SIGKILLs the group. :meth:`release` disarms it.
+    """
+
+    def __init__(self, pgid: int) -> None:
+        read_end, self._write_end = os.pipe()
+        try:
+            self._watcher = subprocess.Popen(
+                [sys.executable, "-I", "-c", _TETHER_WATCHER, str(pgid)],
+                stdin=read_end,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,  # a Ctrl-C in the terminal must not fire it early
+            )
+        finally:
+            os.close(read_end)
+
+    def release(self) -> None:
+        """Disarm: the group was stopped on purpose. Idempotent."""
+        if self._write_end < 0:
+            return
+        with contextlib.suppress(OSError):
+            os.write(self._write_end, b"r")
+        os.close(self._write_end)
+        self._write_end = -1
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._watcher.wait(timeout=5)
 
 
 class ProcessChannel:
