@@ -9,10 +9,12 @@ row of a file (:mod:`rlm_core.batch.cli`).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import glob
 import json
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -79,29 +81,57 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status."""
+    """Run the command line; returns the exit status (128 + the signal when stopped by one)."""
     args = _parser().parse_args(argv)
-    try:
-        if args.command == "run":
-            return _run(args)
-        if args.command == "exec":
-            return anyio.run(_exec, args)
-        if args.command == "bench":
-            return bench_main(args)
-        if args.command == "batch":
-            from rlm_core.batch.cli import run as run_batch
+    with _stop_signals_like_ctrl_c() as received:
+        try:
+            if args.command == "run":
+                return _run(args)
+            if args.command == "exec":
+                return anyio.run(_exec, args)
+            if args.command == "bench":
+                return bench_main(args)
+            if args.command == "batch":
+                from rlm_core.batch.cli import run as run_batch
 
-            return run_batch(args)
-        return anyio.run(_interpreters)
-    except ConfigError as exc:
-        print(f"rlm: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except RLMError as exc:
-        print(f"rlm: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    except KeyboardInterrupt:
-        print("rlm: interrupted", file=sys.stderr)
-        return 130
+                return run_batch(args)
+            return anyio.run(_interpreters)
+        except ConfigError as exc:
+            print(f"rlm: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        except RLMError as exc:
+            print(f"rlm: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+        except KeyboardInterrupt:
+            signum = received[-1] if received else int(signal.SIGINT)
+            print(f"rlm: interrupted ({signal.Signals(signum).name})", file=sys.stderr)
+            return 128 + signum
+
+
+@contextlib.contextmanager
+def _stop_signals_like_ctrl_c() -> Iterator[list[int]]:
+    """SIGTERM and SIGHUP stop the command the way Ctrl-C does, so sandboxes are closed.
+
+    The handler re-raises the signal as SIGINT: the event loop then cancels the run, every
+    session is closed on the way out, and :func:`main` exits with 128 + the signal's number.
+    """
+    received: list[int] = []
+
+    def stop(signum: int, frame: object) -> None:
+        received.append(signum)
+        signal.raise_signal(signal.SIGINT)
+
+    previous: dict[int, Any] = {}
+    try:
+        for stopping in (signal.SIGTERM, signal.SIGHUP):
+            previous[stopping] = signal.signal(stopping, stop)
+    except ValueError:  # not the main thread: signals cannot be handled here
+        pass
+    try:
+        yield received
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 # ---- rlm run ------------------------------------------------------------------------------

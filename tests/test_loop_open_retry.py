@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
@@ -29,6 +30,30 @@ def py(src: str) -> str:
     return f"Next step.\n```python\n{src}\n```"
 
 
+def kill_group_and_wait(pgid: int) -> None:
+    """SIGKILL a guest's process group and wait until none of it runs any more."""
+    os.killpg(pgid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        running = False
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as handle:
+                    stat = handle.read()
+            except OSError:
+                continue
+            fields = stat[stat.rindex(b")") + 2 :].split()
+            if int(fields[2]) == pgid and fields[0] != b"Z":
+                running = True
+                break
+        if not running:
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"process group {pgid} still runs 10 s after SIGKILL")
+
+
 class KilledWhileOpening(SubprocessInterpreter):
     """A subprocess guest that is SIGKILLed during the opening phase named in ``kills``.
 
@@ -46,7 +71,7 @@ class KilledWhileOpening(SubprocessInterpreter):
         if not spared and self.kills.get(phase, 0) > 0:
             self.kills[phase] -= 1
             KilledWhileOpening.killed.append(phase)
-            os.kill(self._pid, signal.SIGKILL)
+            kill_group_and_wait(self._pid)
 
     async def open_channel(self) -> GuestChannel:
         KilledWhileOpening.opened += 1

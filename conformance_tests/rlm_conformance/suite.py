@@ -14,6 +14,7 @@ from rlm_conformance._execution import ExecutionTests
 from rlm_conformance._guard import OverrideGuard
 from rlm_conformance._isolation import IsolationTests
 from rlm_conformance._lifecycle import LifecycleTests
+from rlm_conformance._processes import ProcessTests
 from rlm_conformance._robustness import RobustnessTests
 from rlm_conformance._submit import SubmitTests
 from rlm_conformance._timeouts import TimeoutTests
@@ -35,6 +36,7 @@ class InterpreterConformance(
     TruncationTests,
     TimeoutTests,
     IsolationTests,
+    ProcessTests,
     ConcurrencyTests,
     BlockingTests,
     RobustnessTests,

@@ -22,6 +22,7 @@ from typing import IO
 
 import anyio
 
+from rlm_core.bridge.process import Tether
 from rlm_core.errors import InterpreterUnavailableError
 
 __all__ = ["DenoProcess"]
@@ -65,9 +66,11 @@ class DenoProcess:
         os.set_blocking(self._out, False)
         self._closed = False
         self._stderr_tail = ""
+        # The runner dies with this host process even when it is SIGKILLed (no cleanup runs).
+        tether = Tether(self._process.pid)
         # A runner dropped without close (an unclosed pool, an interrupted start) is still
         # stopped and its files released when it is collected, not left running or leaking.
-        self._release = weakref.finalize(self, _release, self._process, self._stderr)
+        self._release = weakref.finalize(self, _release, self._process, self._stderr, tether)
         self._killed_for: str | None = None
         self.started_at = time.monotonic()
         if rss_limit_bytes is not None:
@@ -188,13 +191,14 @@ class DenoProcess:
             time.sleep(0.05)
 
 
-def _release(process: subprocess.Popen[bytes], stderr: IO[bytes]) -> None:
+def _release(process: subprocess.Popen[bytes], stderr: IO[bytes], tether: Tether) -> None:
     """Kill the runner's process group, reap it, and close its pipes and stderr file."""
     if process.poll() is None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(process.pid, signal.SIGKILL)
     with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(timeout=5)
+    tether.release()
     for stream in (process.stdin, process.stdout, stderr):
         if stream is not None:
             with contextlib.suppress(OSError):

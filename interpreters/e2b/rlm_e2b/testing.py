@@ -34,7 +34,7 @@ from connectrpc.request import RequestContext
 from e2b.envd.process import process_connect, process_pb
 from protobuf import Oneof
 
-from rlm_core.bridge.process import LOCAL_PROCESS_CAPABILITIES
+from rlm_core.bridge.process import confined_argv, local_process_capabilities
 from rlm_e2b._interpreter import E2BInterpreter
 
 __all__ = [
@@ -47,8 +47,9 @@ __all__ = [
     "StandInSettings",
 ]
 
-STANDIN_CAPABILITIES = LOCAL_PROCESS_CAPABILITIES
-"""What a sandbox of the stand-in really enforces: a local process with a clean environment."""
+STANDIN_CAPABILITIES = local_process_capabilities()
+"""What a sandbox of the stand-in really enforces: a local process with a clean environment,
+confined like the subprocess backend's guests (see :mod:`rlm_core.bridge.confine`)."""
 
 DEBUG_SANDBOX_ID = "debug_sandbox_id"
 """The id the SDK gives every sandbox in debug mode, where it makes no control-plane call."""
@@ -163,8 +164,7 @@ class _Envd(process_connect.Process):
         cwd = config.cwd if config.has_field("cwd") and config.cwd else sandbox.home
         try:
             process = await asyncio.create_subprocess_exec(
-                config.cmd,
-                *config.args,
+                *confined_argv([config.cmd, *config.args], search_path=env["PATH"]),
                 stdin=asyncio.subprocess.PIPE if request.stdin else asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,

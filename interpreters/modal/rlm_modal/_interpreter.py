@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
-from rlm_core.bridge.process import LOCAL_PROCESS_CAPABILITIES
+from rlm_core.bridge.process import local_process_capabilities
 from rlm_core.bridge.protocol import loader_argv
 from rlm_core.bridge.session import ChannelInterpreter, GuestChannel
 from rlm_core.errors import ConfigError, InterpreterUnavailableError
@@ -174,8 +174,8 @@ class ModalInterpreter(ChannelInterpreter):
         """
         if self._capabilities is not None:
             return self._capabilities
-        if self.standin:  # our own stand-in: a local process with a clean environment
-            return LOCAL_PROCESS_CAPABILITIES
+        if self.standin:  # our own stand-in: a confined local process, clean environment
+            return local_process_capabilities()
         if _is_loopback(self._server_url_setting() or ""):
             return _LOCAL_SERVER_CAPABILITIES
         return Capabilities(

@@ -32,13 +32,14 @@ from grpclib import GRPCError, Status
 from modal_proto import api_grpc, api_pb2, task_command_router_grpc
 from modal_proto import task_command_router_pb2 as sr_pb2
 
-from rlm_core.bridge.process import LOCAL_PROCESS_CAPABILITIES
+from rlm_core.bridge.process import confined_argv, local_process_capabilities
 from rlm_modal._interpreter import ModalInterpreter
 
 __all__ = ["STANDIN_CAPABILITIES", "ModalStandin", "RecordedCall", "StandInSettings"]
 
-STANDIN_CAPABILITIES = LOCAL_PROCESS_CAPABILITIES
-"""What a sandbox of the stand-in really enforces: a local process with a clean environment.
+STANDIN_CAPABILITIES = local_process_capabilities()
+"""What a sandbox of the stand-in really enforces: a local process with a clean environment,
+confined like the subprocess backend's guests (see :mod:`rlm_core.bridge.confine`).
 
 Pass it as ``ModalInterpreter(capabilities=...)`` so isolation probes are not claimed falsely.
 """
@@ -240,7 +241,7 @@ class _CommandRouter(_Servicer, task_command_router_grpc.TaskCommandRouterBase):
         env.update({source.env_name: source.value for source in request.secret_sources})
         try:
             process = await asyncio.create_subprocess_exec(
-                *request.command_args,
+                *confined_argv(request.command_args, search_path=env.get("PATH")),
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,

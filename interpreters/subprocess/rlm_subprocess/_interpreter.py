@@ -8,7 +8,7 @@ import sys
 import tempfile
 from typing import Any
 
-from rlm_core.bridge.process import LOCAL_PROCESS_CAPABILITIES, open_process_channel
+from rlm_core.bridge.process import confined_argv, local_process_capabilities, open_process_channel
 from rlm_core.bridge.protocol import loader_argv
 from rlm_core.bridge.session import ChannelInterpreter, GuestChannel
 from rlm_core.errors import InterpreterUnavailableError
@@ -20,6 +20,10 @@ _SAFE_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "SYSTEMROOT")
 
 class SubprocessInterpreter(ChannelInterpreter):
     """Runs the guest as ``python -I`` in a fresh process group with a clean environment.
+
+    The guest runs under :mod:`rlm_core.bridge.confine`: it dies with the host, nothing it
+    starts outlives :meth:`aclose`, and where the kernel allows it the guest has its own PID
+    namespace and no capabilities, so no host process is visible to it.
 
     Args:
         python: The interpreter to run (any CPython 3.8+); defaults to the host's own.
@@ -52,8 +56,12 @@ class SubprocessInterpreter(ChannelInterpreter):
 
     @property
     def capabilities(self) -> Capabilities:
-        """A separate process: not a security boundary; survives timeouts via SIGINT."""
-        return LOCAL_PROCESS_CAPABILITIES
+        """A separate process: not a security boundary; survives timeouts via SIGINT.
+
+        The host's environment is out of reach only where this machine allows PID
+        namespaces (see :func:`rlm_core.bridge.process.local_process_capabilities`).
+        """
+        return local_process_capabilities()
 
     async def open_channel(self) -> GuestChannel:
         """Start the guest as a child process."""
@@ -69,7 +77,8 @@ class SubprocessInterpreter(ChannelInterpreter):
         if cwd is None:
             self._tmpdir = tempfile.TemporaryDirectory(prefix="rlm-subprocess-")
             cwd = self._tmpdir.name
-        return await open_process_channel(loader_argv(python), env=env, cwd=cwd)
+        argv = confined_argv(loader_argv(python), python=python)
+        return await open_process_channel(argv, env=env, cwd=cwd)
 
     async def aclose(self) -> None:
         """Stop the guest and remove its temporary working directory."""

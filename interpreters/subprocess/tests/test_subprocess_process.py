@@ -30,6 +30,37 @@ def alive(pid: int) -> bool:
         return handle.read().split()[2] != "Z"
 
 
+def descendants(root: int) -> list[int]:
+    """Every process below ``root``, as host pids."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as handle:
+                    stat = handle.read()
+            except OSError:
+                continue
+            ppid = int(stat[stat.rindex(b")") + 2 :].split()[1])
+            children.setdefault(ppid, []).append(int(entry))
+    found, stack = [], list(children.get(root, []))
+    while stack:
+        pid = stack.pop()
+        found.append(pid)
+        stack.extend(children.get(pid, []))
+    return found
+
+
+def host_pid(interp: SubprocessInterpreter, inner: int) -> int:
+    """The host pid of a guest-side pid (the guest may live in its own PID namespace)."""
+    channel_pid: int = getattr(interp._channel, "pid")  # noqa: B009 - a ProcessChannel
+    for pid in descendants(channel_pid):
+        with open(f"/proc/{pid}/status") as handle:
+            for line in handle:
+                if line.startswith("NSpid:") and int(line.split()[-1]) == inner:
+                    return pid
+    raise AssertionError(f"no process below {channel_pid} is {inner} in its namespace")
+
+
 def gone_within(pid: int, seconds: float) -> bool:
     """Poll: the kernel offers no event for the death of a process that is not our child."""
     deadline = time.monotonic() + seconds
@@ -70,7 +101,7 @@ async def test_guest_runs_under_every_python_on_the_machine(python: str) -> None
 async def test_cell_that_ignores_the_interrupt_is_killed_and_the_session_lost() -> None:
     interp = SubprocessInterpreter(interrupt_grace_s=0.5)
     await interp.start()
-    pid = int(interp.guest_info["pid"])  # type: ignore[arg-type]
+    pid = host_pid(interp, int(interp.guest_info["pid"]))  # type: ignore[arg-type]
     code = "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True: pass"
     started = time.monotonic()
     with pytest.raises(SessionLostError, match="did not stop when interrupted"):
@@ -94,7 +125,7 @@ async def test_close_kills_processes_the_guest_spawned() -> None:
     result = await interp.execute(
         "import subprocess\np = subprocess.Popen(['sleep', '300'])\np.pid"
     )
-    child = int(result.value or "0")
+    child = host_pid(interp, int(result.value or "0"))
     assert alive(child)
     await interp.aclose()
     assert await anyio.to_thread.run_sync(gone_within, child, 5.0)
