@@ -16,7 +16,7 @@ import signal
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import anyio
 
@@ -24,7 +24,8 @@ from rlm_core.bench.cli import add_parser as add_bench_parser
 from rlm_core.bench.cli import main as bench_main
 from rlm_core.config import Settings, load_settings
 from rlm_core.errors import ConfigError, InterpreterError, RLMError, RunError
-from rlm_core.registry import KNOWN_BACKENDS, available, install_hint
+from rlm_core.lm import LM, resolve_lm
+from rlm_core.registry import DISTRIBUTION, KNOWN_BACKENDS, available, install_hint
 from rlm_core.trajectory import Event
 
 __all__ = ["main"]
@@ -43,13 +44,43 @@ A local OpenAI-compatible server (vLLM, llama.cpp, Ollama, LM Studio) works too:
 """
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"rlm {version(DISTRIBUTION)}"
+    except PackageNotFoundError:  # running from a source tree that is not installed
+        return "rlm (version unknown: the rlmbox distribution is not installed)"
+
+
+def _example(*lines: str) -> str:
+    """An argparse epilog showing one example command."""
+    return "example:\n" + "\n".join(f"  {line}" for line in lines)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="rlm", description="Recursive Language Models with pluggable sandboxes."
+        prog="rlm",
+        description="Recursive Language Models with pluggable sandboxes.",
+        epilog=_example(
+            'rlm run notes/ --query "What changed in March?" --model openai/gpt-4o-mini'
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="answer a query about files with an RLM")
+    run = sub.add_parser(
+        "run",
+        help="answer a query about files with an RLM",
+        description="Answer a query about files, folders or globs with an RLM. The answer goes "
+        "to stdout; progress and diagnostics go to stderr.",
+        epilog=_example(
+            "rlm run server.log --query 'How many CRITICAL events?' --model openai/gpt-4o-mini",
+            "rlm run docs/ --query '...' --model openai/qwen3 --api-base http://127.0.0.1:8000/v1",
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     run.add_argument("paths", nargs="+", metavar="FILE", help="files, folders or glob patterns")
     run.add_argument("--query", "-q", required=True, help="the question to answer")
     run.add_argument(
@@ -62,16 +93,36 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--api-base", help="base URL of an OpenAI-compatible server")
     run.add_argument("--interpreter", "-i", help="backend name or spec (default: setting)")
     run.add_argument("--max-iterations", type=int, help="steps before the extract fallback")
-    run.add_argument("--json", action="store_true", help="print the result and trajectory as JSON")
+    run.add_argument(
+        "--json", action="store_true", help="print the result and trajectory as one JSON document"
+    )
     run.add_argument("--log", help="append every event to this JSONL file as it happens")
     run.add_argument("--verbose", "-v", action="store_true", help="print every step in full")
+    run.add_argument(
+        "--binary",
+        action="store_true",
+        help="bind one non-text file as raw bytes instead of refusing it",
+    )
 
-    ex = sub.add_parser("exec", help="run one cell of Python in a backend")
+    ex = sub.add_parser(
+        "exec",
+        help="run one cell of Python in a backend",
+        description="Run one cell of Python in a sandbox backend and print what it printed.",
+        epilog=_example('rlm exec --interpreter deno "import sys; print(sys.platform)"'),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ex.add_argument("code", help="the code, or - to read it from stdin")
     ex.add_argument("--interpreter", "-i", help="backend name or spec (default: setting)")
     ex.add_argument("--timeout", type=float, default=60.0, help="seconds (default 60)")
 
-    sub.add_parser("interpreters", help="list the backends and whether each can run here")
+    sub.add_parser(
+        "interpreters",
+        help="list the backends and whether each can run here",
+        description="List every known or installed backend and whether it can run here; for "
+        "one that cannot, say why and how to fix it.",
+        epilog=_example("RLM_DOCKER_IMAGE=python:3.12-slim rlm interpreters"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_bench_parser(sub)
 
     from rlm_core.batch.cli import add_parser as add_batch_parser
@@ -86,16 +137,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     with _stop_signals_like_ctrl_c() as received:
         try:
             if args.command == "run":
-                return _run(args)
+                with results_only_on_stdout() as out:
+                    return _run(args, out)
             if args.command == "exec":
-                return anyio.run(_exec, args)
+                with results_only_on_stdout() as out:
+                    return anyio.run(_exec, args, out)
             if args.command == "bench":
                 return bench_main(args)
             if args.command == "batch":
                 from rlm_core.batch.cli import run as run_batch
 
                 return run_batch(args)
-            return anyio.run(_interpreters)
+            with results_only_on_stdout() as out:
+                return anyio.run(_interpreters, out)
         except ConfigError as exc:
             print(f"rlm: {exc}", file=sys.stderr)
             return EXIT_USAGE
@@ -134,30 +188,55 @@ def _stop_signals_like_ctrl_c() -> Iterator[list[int]]:
             signal.signal(signum, handler)
 
 
+@contextlib.contextmanager
+def results_only_on_stdout() -> Iterator[TextIO]:
+    """Send everything printed inside to stderr, and yield the real stdout for the result.
+
+    Libraries print to stdout as they please (litellm prints banners and debug lines, more in
+    some releases than in others); on stdout they would corrupt ``--json`` and any pipe that
+    reads the answer. Writes to ``sys.stdout`` go to stderr instead, whatever prints them.
+    """
+    real = sys.stdout
+    with contextlib.redirect_stdout(sys.stderr):
+        yield real
+
+
 # ---- rlm run ------------------------------------------------------------------------------
 
 
-def _run(args: argparse.Namespace) -> int:
-    settings = load_settings(
-        {
-            "model": args.model,
-            "sub_model": args.sub_model,
-            "api_base": args.api_base,
-            "interpreter": args.interpreter,
-            "max_iterations": args.max_iterations,
-        }
-    )
+def _options_as_labels(*names: str) -> dict[str, str]:
+    """Name command-line settings by their option (``"option --api-base"``) in messages."""
+    return {name: f"option --{name.replace('_', '-')}" for name in names}
+
+
+def _run(args: argparse.Namespace, out: TextIO) -> int:
+    given = {
+        "model": args.model,
+        "sub_model": args.sub_model,
+        "api_base": args.api_base,
+        "interpreter": args.interpreter,
+        "max_iterations": args.max_iterations,
+    }
+    settings = load_settings(given, labels=_options_as_labels(*given))
     # Checked before reading files, booting a sandbox or importing litellm: fail fast.
     if settings.model is None:
         print(NO_MODEL_MESSAGE, file=sys.stderr, end="")
         return EXIT_USAGE
-    context = read_context(args.paths)
+    settings.check_interpreter()
+    context = read_context(args.paths, binary=args.binary)
     from rlm_core.rlm import RLM
+
+    def model(setting: str) -> LM | None:
+        name = getattr(settings, setting)
+        sources = {"model": settings.source(setting), "api_base": settings.source("api_base")}
+        return (
+            None if name is None else resolve_lm(name, api_base=settings.api_base, sources=sources)
+        )
 
     rlm = RLM(
         args.signature,
-        lm=settings.model,
-        sub_lm=settings.sub_model,
+        lm=model("model"),
+        sub_lm=model("sub_model"),
         interpreter=settings.interpreter,
         api_base=settings.api_base,
         max_iterations=settings.max_iterations,
@@ -169,15 +248,16 @@ def _run(args: argparse.Namespace) -> int:
         raise ConfigError("the signature's inputs must be exactly 'context, query'")
     result = rlm(context=context, query=args.query)
     if args.json:
-        print(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
+        print(json.dumps(result.to_dict(), ensure_ascii=False, indent=2), file=out)
     else:
         outputs = result.to_dict()["outputs"]
         if len(outputs) == 1:
             value = next(iter(outputs.values()))
-            print(value if isinstance(value, str) else json.dumps(value, ensure_ascii=False))
+            text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+            print(text, file=out)
         else:
             for name, value in outputs.items():
-                print(f"{name}: {json.dumps(value, ensure_ascii=False)}")
+                print(f"{name}: {json.dumps(value, ensure_ascii=False)}", file=out)
     usage = result.usage
     note = " (extracted after the step budget ran out)" if result.extracted else ""
     print(
@@ -188,13 +268,15 @@ def _run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def read_context(patterns: Sequence[str]) -> str:
+def read_context(patterns: Sequence[str], *, binary: bool = False) -> str | bytes:
     """Read files, folders (recursively) and glob patterns into one string.
 
     A single file is its text; several are joined, each under a ``===== path =====`` header.
+    Files that are not UTF-8 text are refused, since the model would see mangled bytes; with
+    ``binary=True`` one file is read as raw bytes instead.
 
     Raises:
-        ConfigError: Nothing matched, or a file cannot be read.
+        ConfigError: Nothing matched, a file cannot be read, or a file is not text.
     """
     files: list[Path] = []
     for pattern in patterns:
@@ -211,15 +293,53 @@ def read_context(patterns: Sequence[str]) -> str:
                 raise ConfigError(f"{match!r} is not a file or folder")
     if not files:
         raise ConfigError(f"no files matched {list(patterns)}")
-    texts = []
-    for path in dict.fromkeys(files):
-        try:
-            texts.append((path, path.read_text(encoding="utf-8", errors="replace")))
-        except OSError as exc:
-            raise ConfigError(f"cannot read {path}: {exc}") from exc
+    unique = list(dict.fromkeys(files))
+    raw = {path: _read_bytes(path) for path in unique}
+    if binary:
+        if len(unique) != 1:
+            raise ConfigError(
+                f"--binary binds one file as raw bytes, but {len(unique)} files matched; "
+                "give exactly one file"
+            )
+        return raw[unique[0]]
+    texts: list[tuple[Path, str]] = []
+    refused: list[str] = []
+    for path, data in raw.items():
+        text, problem = _as_text(data)
+        if text is None:
+            refused.append(f"{path} ({problem})")
+        else:
+            texts.append((path, text))
+    if refused:
+        listed = "; ".join(refused[:5]) + (
+            f"; and {len(refused) - 5} more" if len(refused) > 5 else ""
+        )
+        raise ConfigError(
+            f"not UTF-8 text, so the model would read mangled bytes: {listed}. Convert it to "
+            "text first, leave it out (name the files or a narrower glob), or pass --binary to "
+            "bind one file's raw bytes as `context`"
+        )
     if len(texts) == 1:
         return texts[0][1]
     return "\n\n".join(f"===== {path} =====\n{text}" for path, text in texts)
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from exc
+
+
+def _as_text(data: bytes) -> tuple[str | None, str]:
+    """The text of ``data``, or None and why it is not text."""
+    nul = data.find(b"\0")
+    if nul >= 0:  # valid UTF-8 can hold NUL, but text files do not; binaries and UTF-16 do
+        return None, f"a NUL byte at offset {nul}"
+    try:
+        return data.decode("utf-8-sig"), ""
+    except UnicodeDecodeError as exc:
+        return None, f"invalid UTF-8 at byte {exc.start}"
 
 
 def _hidden(path: Path) -> bool:
@@ -257,8 +377,10 @@ def _make(settings: Settings) -> Any:
     return settings.create_interpreter()
 
 
-async def _exec(args: argparse.Namespace) -> int:
-    settings = load_settings({"interpreter": args.interpreter})
+async def _exec(args: argparse.Namespace, out: TextIO) -> int:
+    settings = load_settings(
+        {"interpreter": args.interpreter}, labels=_options_as_labels("interpreter")
+    )
     code = sys.stdin.read() if args.code == "-" else args.code
     interpreter = _make(settings)
     try:
@@ -267,9 +389,9 @@ async def _exec(args: argparse.Namespace) -> int:
     finally:
         await interpreter.aclose()
     if result.stdout:
-        sys.stdout.write(result.stdout)
+        out.write(result.stdout)
     if result.value is not None:
-        print(result.value)
+        print(result.value, file=out)
     if result.stderr:
         sys.stderr.write(result.stderr)
     if result.error is not None:
@@ -281,7 +403,7 @@ async def _exec(args: argparse.Namespace) -> int:
 # ---- rlm interpreters ---------------------------------------------------------------------
 
 
-async def _interpreters() -> int:
+async def _interpreters(out: TextIO) -> int:
     settings = load_settings()
     installed = set(available())
     names = sorted(installed | set(KNOWN_BACKENDS))
@@ -314,5 +436,5 @@ async def _interpreters() -> int:
     default = settings.interpreter
     for name in names:
         mark = " (default)" if name == default else ""
-        print(f"{name}{mark}: {status[name]}")
+        print(f"{name}{mark}: {status[name]}", file=out)
     return EXIT_OK

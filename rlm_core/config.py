@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from rlm_core.errors import ConfigError
 from rlm_core.interpreter import Interpreter
-from rlm_core.registry import KNOWN_BACKENDS, available, create, parse_spec
+from rlm_core.registry import KNOWN_BACKENDS, available, check_installed, create, parse_spec
 
 __all__ = ["ENV_PREFIX", "Settings", "find_project_file", "load_settings"]
 
@@ -50,10 +50,42 @@ class Settings(BaseModel):
     )
     # Where each backend option came from, "backend.option" -> "environment variable ...".
     _option_sources: dict[str, str] = PrivateAttr(default_factory=dict)
+    # Where each top-level setting came from, "model" -> "option --model"; unset: the default.
+    _sources: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    def source(self, name: str) -> str:
+        """Where setting ``name`` came from, for messages.
+
+        For example ``"environment variable RLM_MODEL"``, ``"option --model"``, a project
+        file's path, or ``"the default"``.
+        """
+        return self._sources.get(name, "the default")
 
     def backend_options(self, name: str) -> dict[str, Any]:
         """The configured options for backend ``name`` (empty if none)."""
         return dict(self.interpreters.get(name, {}))
+
+    def check_interpreter(self, spec: str | None = None) -> str:
+        """Check that ``spec`` (default: the configured one) names an installed backend.
+
+        Cheap (nothing is imported or started), so callers check when they are built rather
+        than when they first need a sandbox. Returns the backend's name.
+
+        Raises:
+            ConfigError: The spec is malformed or names no installed backend; the message
+                suggests the closest name, how to install it, and where the setting came from.
+        """
+        chosen = spec or self.interpreter
+        try:
+            name = parse_spec(chosen)[0]
+            check_installed(name)
+        except ConfigError as exc:
+            if chosen != self.interpreter:
+                raise
+            raise ConfigError(
+                f"setting 'interpreter' = {chosen!r} from {self.source('interpreter')}: {exc}"
+            ) from None
+        return name
 
     def create_interpreter(self, spec: str | None = None, **options: Any) -> Interpreter:
         """Build ``spec`` (default: the configured one) with its backend's configured options.
@@ -61,7 +93,7 @@ class Settings(BaseModel):
         Options in the spec and in ``options`` override the configured ones.
         """
         chosen = spec or self.interpreter
-        backend = parse_spec(chosen)[0]
+        backend = self.check_interpreter(chosen)
         configured = {k: v for k, v in self.backend_options(backend).items() if k not in options}
         try:
             return create(chosen, defaults=configured, **options)
@@ -125,11 +157,13 @@ def load_settings(
     *,
     environ: Mapping[str, str] | None = None,
     start_dir: Path | None = None,
+    labels: Mapping[str, str] | None = None,
 ) -> Settings:
     """Merge the three sources (arguments win, then environment, then the project file).
 
     ``None`` values in ``overrides`` mean "not given". Per-backend option tables are merged
-    key by key across sources.
+    key by key across sources. ``labels`` name how each override was given, for messages
+    (``{"model": "option --model"}``); the default is ``"argument <name>"``.
 
     Raises:
         ConfigError: A value is invalid or a key unknown; the message names its source.
@@ -145,7 +179,8 @@ def load_settings(
     env_values, env_sources = _from_environ(os.environ if environ is None else environ)
     layers.append((env_values, env_sources))
     given = {k: v for k, v in (overrides or {}).items() if v is not None}
-    layers.append((given, dict.fromkeys(given, "the arguments")))
+    named = labels or {}
+    layers.append((given, {key: named.get(key, f"argument {key}") for key in given}))
     for values, origin in layers:
         for key, value in values.items():
             if key == "interpreters" and isinstance(value, dict):
@@ -172,6 +207,7 @@ def load_settings(
     except pydantic.ValidationError as exc:
         raise ConfigError(_explain(exc, sources)) from None
     prefix = "interpreters."
+    settings._sources = {key: where for key, where in sources.items() if "." not in key}
     settings._option_sources = {
         key[len(prefix) :]: where
         for key, where in sources.items()

@@ -3,6 +3,9 @@
 Any litellm model string works (``"openai/gpt-4o-mini"``, ``"anthropic/..."``, or a local
 OpenAI-compatible server with ``api_base=``). Each call reports its token usage and its cost in
 USD from litellm's price map. litellm is imported on first use, because importing it is slow.
+Mistakes in the settings (a model litellm does not know, a missing key, an unreachable server)
+fail on the first call, at once, naming the setting and where it came from; transient errors
+from a provider that answered are retried (``rlm_core.lm_failures`` sorts them).
 """
 
 from __future__ import annotations
@@ -10,11 +13,12 @@ from __future__ import annotations
 import dataclasses
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, TypedDict, runtime_checkable
 
 import anyio
 
+from rlm_core import lm_failures
 from rlm_core.errors import ConfigError, LMError
 
 __all__ = ["LM", "Completion", "LiteLLM", "Message", "Usage", "resolve_lm"]
@@ -77,10 +81,17 @@ class LiteLLM:
         api_base: Base URL of the server, such as ``"http://127.0.0.1:8000/v1"``.
         api_key: The key; litellm reads the provider's usual variable when omitted. A local
             server (``api_base`` set) with no key gets a placeholder, since most ignore it.
-        num_retries: Retries of a failed call (with litellm's backoff).
+        num_retries: Retries of a call that failed transiently (rate limits, server errors,
+            timeouts, lost connections to a provider that answered before), with backoff.
+            Setting mistakes are never retried.
         timeout: Seconds per request.
+        sources: Where ``model``, ``api_base`` and ``api_key`` came from (``"option --model"``,
+            ``"environment variable RLM_MODEL"``...), named by error messages.
         **params: Passed through to ``litellm.acompletion`` (``temperature``, ``max_tokens``...).
     """
+
+    connect_timeout_s = 3.0
+    """How long the first call waits for ``api_base`` to accept a connection."""
 
     def __init__(
         self,
@@ -90,6 +101,7 @@ class LiteLLM:
         api_key: str | None = None,
         num_retries: int = 3,
         timeout: float | None = 600.0,
+        sources: Mapping[str, str] | None = None,
         **params: Any,
     ) -> None:
         if not _nonempty_str(model):
@@ -97,11 +109,17 @@ class LiteLLM:
         self._model = model
         self.api_base = api_base
         self.api_key = api_key
+        self.sources = dict(sources or {})
+        if api_key is not None:
+            self.sources.setdefault("api_key", "argument api_key")
         if api_base and api_key is None and not os.environ.get("OPENAI_API_KEY"):
             self.api_key = "sk-local"
+            self.sources["api_key"] = "a placeholder (api_base is set and no key was given)"
         self.num_retries = num_retries
         self.timeout = timeout
         self.params = params
+        self._settings_checked = False  # the first call checks model, key and api_base
+        self._provider_answered = False  # after that, a lost connection is worth a retry
 
     @property
     def model(self) -> str:
@@ -122,29 +140,63 @@ class LiteLLM:
         threading.Thread(target=import_litellm, name="rlm-import-litellm", daemon=True).start()
 
     async def complete(self, messages: Sequence[Message]) -> Completion:
-        """Call the model once (plus retries)."""
+        """Call the model once (plus retries of transient failures).
+
+        Raises:
+            ConfigError: A setting is wrong (unknown model, missing or rejected key,
+                unreachable ``api_base``); raised on the first call, without retries.
+            LMError: The call failed, after its retries if the failure was transient.
+        """
+        settings = self._settings()
+        if not self._settings_checked:  # before the import, which can take many seconds
+            await lm_failures.check_reachable(settings, self.connect_timeout_s)
         # The first import takes seconds; do it on a worker thread so the event loop runs on.
         litellm = _litellm_module or await anyio.to_thread.run_sync(import_litellm)
+        if not self._settings_checked:
+            lm_failures.check_settings(litellm, settings)
+            self._settings_checked = True
         kwargs: dict[str, Any] = dict(self.params)
         if self.api_base:
             kwargs["api_base"] = self.api_base
         if self.api_key:
             kwargs["api_key"] = self.api_key
-        try:
-            response = await litellm.acompletion(
-                model=self._model,
-                messages=list(messages),
-                num_retries=self.num_retries,
-                timeout=self.timeout,
-                **kwargs,
-            )
-        except Exception as exc:  # litellm maps every provider failure to its own classes
-            raise LMError(f"{self._model}: {type(exc).__name__}: {exc}") from exc
+        attempt = 0
+        while True:
+            try:
+                # Retries are ours (litellm's and the provider SDK's are off): they cannot
+                # tell a wrong setting from a passing outage, and they add minutes to a typo.
+                response = await litellm.acompletion(
+                    model=self._model,
+                    messages=list(messages),
+                    num_retries=0,
+                    max_retries=0,
+                    timeout=self.timeout,
+                    **kwargs,
+                )
+                self._provider_answered = True
+                break
+            except Exception as exc:  # litellm maps every provider failure to its own classes
+                failure = lm_failures.classify(exc, settings, answered=self._provider_answered)
+                if failure.transient:
+                    self._provider_answered = self._provider_answered or failure.answered
+                if not failure.transient or attempt >= self.num_retries:
+                    tries = f" (after {attempt + 1} attempts)" if attempt else ""
+                    raise failure.error(tries) from exc
+            await anyio.sleep(lm_failures.backoff_s(attempt))
+            attempt += 1
         try:
             text = response.choices[0].message.content or ""
         except (AttributeError, IndexError, TypeError) as exc:
             raise LMError(f"{self._model}: the response has no message text") from exc
         return Completion(text=str(text), usage=_usage(litellm, response), model=self._model)
+
+    def _settings(self) -> lm_failures.ModelSettings:
+        return lm_failures.ModelSettings(
+            model=self._model,
+            api_base=self.api_base,
+            api_key_given=self.api_key is not None,
+            sources=self.sources,
+        )
 
 
 def _nonempty_str(value: object) -> bool:
@@ -162,6 +214,9 @@ def import_litellm() -> Any:
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     import litellm
 
+    # Its "Give Feedback" and "Provider List" banners are printed to stdout on every failed
+    # call; our errors say what to do, and stdout belongs to the caller's result.
+    litellm.suppress_debug_info = True
     _litellm_module = litellm
     return litellm
 
@@ -188,17 +243,20 @@ def _usage(litellm: Any, response: Any) -> Usage:
 _DSPY_PASSTHROUGH = ("temperature", "max_tokens", "top_p", "stop", "api_base", "api_key")
 
 
-def resolve_lm(lm: object, *, api_base: str | None = None) -> LM:
+def resolve_lm(
+    lm: object, *, api_base: str | None = None, sources: Mapping[str, str] | None = None
+) -> LM:
     """Turn what a user passed as a model into an :class:`LM`.
 
     Accepts an :class:`LM`, a litellm model string, or a ``dspy.LM`` (its model string and
-    litellm arguments are reused, so its provider configuration carries over).
+    litellm arguments are reused, so its provider configuration carries over). ``sources``
+    says where the model string and ``api_base`` came from, for error messages.
 
     Raises:
         ConfigError: The object is none of those.
     """
     if isinstance(lm, str):
-        return LiteLLM(lm, api_base=api_base)
+        return LiteLLM(lm, api_base=api_base, sources=sources)
     if isinstance(lm, LM):
         return lm
     model = getattr(lm, "model", None)

@@ -29,6 +29,7 @@ __all__ = [
     "KNOWN_BACKENDS",
     "InterpreterSpec",
     "available",
+    "check_installed",
     "create",
     "install_hint",
     "load",
@@ -93,10 +94,8 @@ def load(name: str) -> type:
             suggests the closest, and names the package to install.
         InterpreterUnavailableError: The backend is installed but fails to import.
     """
-    eps = _entry_points()
-    ep = eps.get(name)
-    if ep is None:
-        raise ConfigError(_unknown_message(name, eps.keys()))
+    check_installed(name)
+    ep = _entry_points()[name]
     try:
         cls = ep.load()
     except Exception as exc:
@@ -107,6 +106,18 @@ def load(name: str) -> type:
     if not isinstance(cls, type):
         raise ConfigError(f"entry point {name!r} ({ep.value}) is not a class")
     return cls
+
+
+def check_installed(name: str) -> None:
+    """Check that a backend called ``name`` is installed, without importing it.
+
+    Raises:
+        ConfigError: It is not; the message lists the installed ones, suggests the closest,
+            and names the package to install.
+    """
+    eps = _entry_points()
+    if name not in eps:
+        raise ConfigError(_unknown_message(name, eps.keys()))
 
 
 def _unknown_message(name: str, installed: typing.Iterable[str]) -> str:

@@ -140,11 +140,14 @@ class RLM:
                 "max_cost_usd": max_cost_usd,
                 "max_time_s": max_time_s,
                 "batch_concurrency": batch_concurrency,
-            }
+            },
+            labels={"model": "argument lm", "sub_model": "argument sub_lm"},
         )
         self._lm_arg = lm
         self._sub_lm_arg = sub_lm
         self._interpreter = interpreter if interpreter is not None else self.settings.interpreter
+        if isinstance(self._interpreter, str):  # a misspelled backend fails here, not when called
+            self.settings.check_interpreter(self._interpreter)
         self.tools: dict[str, HostTool] = _normalize_tools(tools)
         self.batch_concurrency = self.settings.batch_concurrency
         self.verbose = verbose
@@ -192,9 +195,16 @@ class RLM:
         lm_arg = self._lm_arg if self._lm_arg is not None else self.settings.model
         if lm_arg is None:
             raise ConfigError(NO_MODEL_HINT)
-        lm = resolve_lm(lm_arg, api_base=api_base)
+        sources = {
+            "model": self.settings.source("model"),
+            "api_base": self.settings.source("api_base"),
+        }
+        lm = resolve_lm(lm_arg, api_base=api_base, sources=sources)
         sub_arg = self._sub_lm_arg if self._sub_lm_arg is not None else self.settings.sub_model
-        sub_lm = lm if sub_arg is None else resolve_lm(sub_arg, api_base=api_base)
+        sub_sources = {**sources, "model": self.settings.source("sub_model")}
+        sub_lm = (
+            lm if sub_arg is None else resolve_lm(sub_arg, api_base=api_base, sources=sub_sources)
+        )
         return lm, sub_lm
 
     def _interpreter_factory(self) -> Callable[[], tuple[Interpreter, bool]]:

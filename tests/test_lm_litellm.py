@@ -5,7 +5,7 @@ import socket
 import anyio
 import pytest
 
-from rlm_core.errors import LMError
+from rlm_core.errors import ConfigError
 from rlm_core.lm import LiteLLM, Message
 from rlm_core.rlm import RLM
 from rlm_core.testing import OpenAIStubServer
@@ -39,12 +39,12 @@ def test_cost_comes_from_the_price_map() -> None:
     assert unknown is None
 
 
-def test_unreachable_server_is_an_lm_error() -> None:
+def test_unreachable_server_is_a_config_error_naming_api_base() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     lm = LiteLLM("openai/x", api_base=f"http://127.0.0.1:{port}/v1", num_retries=0, timeout=5)
-    with pytest.raises(LMError, match="openai/x"):
+    with pytest.raises(ConfigError, match=f"api_base 'http://127.0.0.1:{port}/v1' is unreachable"):
         anyio.run(lm.complete, [Message(role="user", content="hi")])
 
 

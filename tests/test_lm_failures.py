@@ -1,0 +1,317 @@
+"""Model mistakes fail at once with one message naming the setting; outages are retried.
+
+A local server answers with scripted HTTP statuses and counts the requests it got, so each
+test shows how many attempts the real litellm path made.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from rlm_core.cli import main, results_only_on_stdout
+from rlm_core.errors import ConfigError, LMError
+from rlm_core.lm import LiteLLM, Message
+
+HI = [Message(role="user", content="hi")]
+
+# litellm's error path imports response types whose definitions make pydantic warn; this suite
+# turns warnings into errors, which would replace the very failure under test.
+pytestmark = pytest.mark.filterwarnings("ignore:Item .* is using the `ReadOnly` qualifier")
+
+
+class StatusServer:
+    """Answers each chat request with the next scripted status (the last one repeats)."""
+
+    def __init__(self, statuses: list[int], reply: str = "fine") -> None:
+        self.statuses = statuses
+        self.reply = reply
+        self.attempts = 0
+        self.lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with server.lock:
+                    status = server.statuses[min(server.attempts, len(server.statuses) - 1)]
+                    server.attempts += 1
+                body: dict[str, Any] = {"error": {"message": f"scripted {status}"}}
+                if status == 200:
+                    body = {
+                        "id": "x",
+                        "object": "chat.completion",
+                        "created": 0,
+                        "model": "m",
+                        "choices": [
+                            {
+                                "index": 0,
+                                "message": {"role": "assistant", "content": server.reply},
+                                "finish_reason": "stop",
+                            }
+                        ],
+                        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+                    }
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def api_base(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def serve(statuses: list[int]) -> Iterator[StatusServer]:
+    server = StatusServer(statuses)
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def ok_server() -> Iterator[StatusServer]:
+    yield from serve([200])
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def call(lm: LiteLLM) -> str:
+    return anyio.run(lm.complete, HI).text
+
+
+# ---- settings that cannot work fail before any request ------------------------------------
+
+
+def test_unknown_model_string_fails_before_any_request(ok_server: StatusServer) -> None:
+    lm = LiteLLM("nope/model", api_base=ok_server.api_base, sources={"model": "option --model"})
+    with pytest.raises(ConfigError) as info:
+        call(lm)
+    message = str(info.value)
+    assert message.startswith("model 'nope/model' (from option --model) is not a model litellm")
+    assert "'openai/<name>' with an api_base" in message
+    assert "\n" not in message
+    assert ok_server.attempts == 0
+
+
+def test_missing_api_key_names_the_variable_and_where_the_model_came_from(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    lm = LiteLLM("anthropic/claude-sonnet-4-5", sources={"model": "environment variable RLM_MODEL"})
+    with pytest.raises(ConfigError) as info:
+        call(lm)
+    assert str(info.value) == (
+        "model 'anthropic/claude-sonnet-4-5' (from environment variable RLM_MODEL) needs the "
+        "environment variable ANTHROPIC_API_KEY, which is not set: export it, pass api_key, or "
+        "use a local server with api_base"
+    )
+
+
+def test_refused_port_fails_at_once_naming_api_base() -> None:
+    base = f"http://127.0.0.1:{free_port()}/v1"
+    lm = LiteLLM("openai/m", api_base=base, sources={"api_base": "/proj/rlm.toml"})
+    with pytest.raises(ConfigError) as info:
+        call(lm)
+    assert str(info.value) == (
+        f"api_base '{base}' (from /proj/rlm.toml) is unreachable (Connection refused): start "
+        "the server there, or correct the setting"
+    )
+
+
+def test_silent_host_fails_after_the_connect_timeout() -> None:
+    # A listener whose accept queue is full drops new SYNs, like a host that never answers.
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        fillers = []
+        for _ in range(4):
+            filler = socket.socket()
+            filler.setblocking(False)
+            filler.connect_ex(("127.0.0.1", port))
+            fillers.append(filler)
+        try:
+            lm = LiteLLM("openai/m", api_base=f"http://127.0.0.1:{port}/v1")
+            lm.connect_timeout_s = 0.5
+            with pytest.raises(ConfigError, match=r"is unreachable \(no connection within 0.5 s\)"):
+                call(lm)
+        finally:
+            for filler in fillers:
+                filler.close()
+
+
+def test_malformed_api_base_is_named() -> None:
+    lm = LiteLLM(
+        "openai/m", api_base="127.0.0.1:8000/v1", sources={"api_base": "option --api-base"}
+    )
+    with pytest.raises(
+        ConfigError, match=r"api_base '127.0.0.1:8000/v1' \(from option --api-base\) is not an http"
+    ):
+        call(lm)
+
+
+# ---- the provider answered: wrong settings are not retried, outages are --------------------
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_rejected_key_is_one_attempt(status: int) -> None:
+    for server in serve([status]):
+        lm = LiteLLM("openai/m", api_base=server.api_base, api_key="sk-wrong", num_retries=3)
+        with pytest.raises(ConfigError, match=r"refused the API key for model 'openai/m'") as info:
+            call(lm)
+        assert "the key came from argument api_key" in str(info.value)
+        assert server.attempts == 1
+
+
+def test_unknown_model_on_the_server_is_one_attempt() -> None:
+    for server in serve([404]):
+        lm = LiteLLM("openai/m", api_base=server.api_base, num_retries=3)
+        with pytest.raises(ConfigError, match=r"model 'openai/m' was not found by the provider"):
+            call(lm)
+        assert server.attempts == 1
+
+
+@pytest.mark.parametrize("status", [429, 500, 503])
+def test_transient_errors_are_retried_until_an_answer(status: int) -> None:
+    for server in serve([status, status, 200]):
+        lm = LiteLLM("openai/m", api_base=server.api_base, num_retries=3)
+        assert call(lm) == "fine"
+        assert server.attempts == 3
+
+
+def test_a_lasting_outage_gives_up_after_the_retries() -> None:
+    for server in serve([503]):
+        lm = LiteLLM("openai/m", api_base=server.api_base, num_retries=2)
+        with pytest.raises(LMError, match=r"\(after 3 attempts\)$") as info:
+            call(lm)
+        assert not isinstance(info.value, ConfigError)
+        assert server.attempts == 3
+
+
+def test_lost_connection_after_an_answer_is_retried_not_a_setting_error() -> None:
+    server = StatusServer([200])
+    lm = LiteLLM("openai/m", api_base=server.api_base, num_retries=1)
+    assert call(lm) == "fine"
+    server.close()
+    with pytest.raises(LMError, match=r"lost the connection.*\(after 2 attempts\)") as info:
+        call(lm)
+    assert not isinstance(info.value, ConfigError)
+
+
+# ---- through the command line: the source is the option, variable or file ------------------
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for key in [k for k in os.environ if k.startswith("RLM_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.txt").write_text("some text\n")
+    return tmp_path
+
+
+def test_cli_names_the_environment_variable(
+    project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("RLM_MODEL", "nope/model")
+    status = main(["run", "notes.txt", "-q", "?", "-i", "mock"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 2
+    assert err[-1].startswith(
+        "rlm: model 'nope/model' (from environment variable RLM_MODEL) is not a model litellm"
+    )
+
+
+def test_cli_names_the_project_file_and_the_option(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (project / "rlm.toml").write_text('model = "openai/m"\n')
+    base = f"http://127.0.0.1:{free_port()}/v1"
+    status = main(["run", "notes.txt", "-q", "?", "-i", "mock", "--api-base", base])
+    captured = capsys.readouterr()
+    assert status == 2
+    assert captured.out == ""
+    assert captured.err.strip().splitlines()[-1] == (
+        f"rlm: api_base '{base}' (from option --api-base) is unreachable (Connection refused): "
+        "start the server there, or correct the setting"
+    )
+    (project / "rlm.toml").write_text('model = "nope/m"\n')
+    for server in serve([200]):
+        assert (
+            main(["run", "notes.txt", "-q", "?", "-i", "mock", "--api-base", server.api_base]) == 2
+        )
+        assert server.attempts == 0
+    assert f"model 'nope/m' (from {project / 'rlm.toml'})" in capsys.readouterr().err
+
+
+# ---- nothing but the result on stdout -------------------------------------------------------
+
+
+def test_json_output_stays_one_document_when_a_call_is_retried(project: Path) -> None:
+    # litellm prints banners on stdout for every failed call unless told not to.
+    server = StatusServer([503, 200], reply="```python\nSUBMIT(str(len(context)))\n```")
+    try:
+        done = subprocess.run(
+            [
+                str(Path(sys.executable).with_name("rlm")),
+                "run",
+                "notes.txt",
+                "-q",
+                "how long?",
+                "--json",
+                "-i",
+                "mock",
+                "-m",
+                "openai/stub",
+                "--api-base",
+                server.api_base,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    finally:
+        server.close()
+    assert done.returncode == 0, done.stderr
+    assert server.attempts == 2
+    assert json.loads(done.stdout)["outputs"] == {"answer": "10"}
+
+
+def test_prints_inside_a_command_go_to_stderr(capsys: pytest.CaptureFixture[str]) -> None:
+    with results_only_on_stdout() as out:
+        print("a library's banner")
+        print("the result", file=out)
+    captured = capsys.readouterr()
+    assert captured.out == "the result\n"
+    assert captured.err == "a library's banner\n"
