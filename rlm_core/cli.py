@@ -19,6 +19,7 @@ import anyio
 
 from rlm_core.config import Settings, load_settings
 from rlm_core.errors import ConfigError, InterpreterError, RLMError, RunError
+from rlm_core.observe.commands import add_commands, run_replay, run_view
 from rlm_core.registry import KNOWN_BACKENDS, available
 from rlm_core.trajectory import Event
 
@@ -59,6 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--max-iterations", type=int, help="steps before the extract fallback")
     run.add_argument("--json", action="store_true", help="print the result and trajectory as JSON")
     run.add_argument("--log", help="append every event to this JSONL file as it happens")
+    run.add_argument("--record", help="write a cassette (model replies, tool results) here")
     run.add_argument("--verbose", "-v", action="store_true", help="print every step in full")
 
     ex = sub.add_parser("exec", help="run one cell of Python in a backend")
@@ -67,6 +69,7 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--timeout", type=float, default=60.0, help="seconds (default 60)")
 
     sub.add_parser("interpreters", help="list the backends and whether each can run here")
+    add_commands(sub)
     return parser
 
 
@@ -78,6 +81,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(args)
         if args.command == "exec":
             return anyio.run(_exec, args)
+        if args.command == "view":
+            return run_view(args)
+        if args.command == "replay":
+            return run_replay(args)
         return anyio.run(_interpreters)
     except ConfigError as exc:
         print(f"rlm: {exc}", file=sys.stderr)
@@ -118,6 +125,7 @@ def _run(args: argparse.Namespace) -> int:
         api_base=settings.api_base,
         max_iterations=settings.max_iterations,
         log=args.log,
+        record=args.record,
         verbose=args.verbose,
         on_event=None if args.verbose else _Progress(),
     )
