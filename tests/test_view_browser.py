@@ -27,6 +27,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from rlm_core.cli import main as rlm_main
 from rlm_core.lm import Message, Usage
+from rlm_core.observe.viewer import FollowServer
 from rlm_core.rlm import RLM
 from rlm_core.testing import ScriptedLM
 
@@ -445,3 +446,41 @@ def test_a_thousand_steps_and_two_hundred_children_open_at_once(
     search.send_keys("child 990 step 2")
     WebDriverWait(driver, 10).until(lambda d: "1 step match" in result_count(d))
     assert js_errors(driver) == []
+
+
+def test_follow_mode_updates_the_open_page_as_the_log_grows(
+    browser: WebDriver, observatory_page: Path, tmp_path: Path
+) -> None:
+    driver = browser
+    lines = observatory_page.with_suffix(".jsonl").read_text().splitlines(keepends=True)
+    first_step = next(i for i, line in enumerate(lines) if '"event": "step"' in line)
+    live = tmp_path / "live.jsonl"
+    live.write_text("".join(lines[: first_step + 1]))
+    server = FollowServer(live)
+    server.start()
+    try:
+        driver.get(server.url)
+        tree_steps = "#tree .run[data-run='0'] > .run-body > .step"
+        WebDriverWait(driver, 20).until(
+            lambda d: len(d.find_elements(By.CSS_SELECTOR, tree_steps)) == 1
+        )
+        assert "running" in driver.find_element(By.ID, "summary").text
+        click(driver, driver.find_element(By.CSS_SELECTOR, f"{tree_steps} .step-head"))
+        with live.open("a") as f:
+            f.write("".join(lines[first_step + 1 :]))
+        WebDriverWait(driver, 20).until(
+            lambda d: len(d.find_elements(By.CSS_SELECTOR, tree_steps)) == 5
+        )
+        WebDriverWait(driver, 20).until(
+            lambda d: "submitted" in d.find_element(By.ID, "summary").text
+        )
+        assert (
+            driver.find_element(By.CSS_SELECTOR, "#tree .step[data-step='1']").get_attribute(
+                "class"
+            )
+            == "step open"
+        )
+        assert driver.find_element(By.ID, "live").text == "● finished"
+        assert js_errors(driver) == []
+    finally:
+        server.stop()
