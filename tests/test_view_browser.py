@@ -117,8 +117,12 @@ def observatory_log(path: Path) -> Path:
     """Run a scripted RLM over the bundled observatory log on the subprocess backend."""
     rlm = RLM(
         "context, query -> answer: str, critical_count: int",
-        lm=ScriptedLM(ROOT_STEPS, model="openai/gpt-4o", usage=Usage(2400, 180, 0.0078)),
-        sub_lm=ScriptedLM(sub_model, model="openai/gpt-4o-mini", usage=Usage(900, 40, 0.0002)),
+        lm=ScriptedLM(
+            ROOT_STEPS, model="openai/gpt-4o", usage=Usage(2400, 180, 0.0078), latency_s=0.2
+        ),
+        sub_lm=ScriptedLM(
+            sub_model, model="openai/gpt-4o-mini", usage=Usage(900, 40, 0.0002), latency_s=0.05
+        ),
         interpreter="subprocess",
         max_output_chars=3000,
         log=path,
