@@ -2,7 +2,7 @@
 
 A cell that calls a user tool, ``llm_query``, ``llm_query_batched`` and ``rlm_query`` (whose child
 run calls ``llm_query`` from its own cell) must give a span tree where every span has the right
-parent, on the subprocess and deno backends, where the calls arrive over the sandbox callback.
+parent, on every backend (mock, subprocess, deno, docker): calls arrive over the sandbox callback.
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def run_traced(backend: str) -> list[ReadableSpan]:
     return list(EXPORTER.get_finished_spans())
 
 
-@pytest.mark.parametrize("backend", ["subprocess", "deno"])
+@pytest.mark.parametrize("backend", ["subprocess", "deno", "mock", "docker"])
 def test_every_span_has_the_right_parent(backend: str) -> None:
     spans = run_traced(backend)
     by_id = {s.context.span_id: s for s in spans}

@@ -488,3 +488,35 @@ def test_follow_mode_updates_the_open_page_as_the_log_grows(
         assert js_errors(driver) == []
     finally:
         server.stop()
+
+
+V2_FIELDS = ("path", "ts", "format_version", "budget", "parent_step", "parent_site", "code_line")
+
+
+def test_a_version_1_log_still_renders(
+    browser: WebDriver, observatory_page: Path, tmp_path: Path
+) -> None:
+    """Logs written before format v2 (no paths, sites, timestamps or ledger) still show the tree."""
+    old = []
+    for line in observatory_page.with_suffix(".jsonl").read_text().splitlines():
+        event = json.loads(line)
+        if event["event"] == "tool_call":
+            continue
+        for key in (*V2_FIELDS, "ledger"):
+            event.pop(key, None)
+        calls = event["step"]["sub_calls"] if event["event"] == "step" else []
+        for call in calls:
+            for key in ("site", "batch", "code_line", "child_path"):
+                call.pop(key, None)
+        old.append(json.dumps(event))
+    log = tmp_path / "v1.jsonl"
+    log.write_text("\n".join(old) + "\n")
+    out = tmp_path / "v1.html"
+    assert rlm_main(["view", str(log), "--out", str(out), "--no-open"]) == 0
+    open_page(browser, out)
+    step4 = browser.find_element(By.CSS_SELECTOR, "#tree .step[data-step='4']")
+    assert "1 child run" in step4.text  # placed under the step that was running
+    click(browser, step4.find_element(By.CSS_SELECTOR, ".step-head"))
+    assert "2 steps" in step4.find_element(By.CSS_SELECTOR, ".run .run-head").text
+    assert browser.find_elements(By.CSS_SELECTOR, "#budget .chart") == []  # no ledger in v1
+    assert js_errors(browser) == []
