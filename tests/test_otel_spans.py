@@ -13,11 +13,13 @@ import sys
 import textwrap
 from collections.abc import Iterator, Sequence
 
+import anyio
 import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
 
 from rlm_conformance import REQUIRED_ENV
 from rlm_core.errors import InterpreterUnavailableError
@@ -172,3 +174,19 @@ def test_importing_rlm_imports_no_opentelemetry() -> None:
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_a_cancelled_run_still_ends_its_spans() -> None:
+    EXPORTER.clear()
+    lm = ScriptedLM([py("import time\ntime.sleep(30)")], model="openai/root")
+    rlm = RLM("q -> answer", lm=lm, interpreter="subprocess")
+
+    async def cancelled() -> None:
+        with anyio.move_on_after(2):
+            await rlm.acall(q="?")
+
+    anyio.run(cancelled)
+    spans = {s.name: s for s in EXPORTER.get_finished_spans()}
+    assert spans["execute_tool python"].status.status_code is StatusCode.ERROR
+    assert "abandoned" in str(spans["execute_tool python"].status.description)
+    assert "invoke_agent rlm" in spans

@@ -101,6 +101,12 @@ class TraceObserver(Observer):
 
     def run_finished(self, info: RunInfo, error: BaseException | None) -> None:
         """Close the run's span, marking a failure."""
+        with self._lock:  # cells and tools a failure or cancellation left open
+            left = [k for k in self._spans if k.startswith(f"{info.path}#")]
+            abandoned = [self._spans.pop(k) for k in left]
+        for open_span in abandoned:
+            open_span.set_status(Status(StatusCode.ERROR, "abandoned: the run ended first"))
+            open_span.end()
         span = self._pop(_run_key(info.path))
         if span is None:
             return
