@@ -26,6 +26,7 @@ from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
 
 from rlm_core.cli import main as rlm_main
+from rlm_core.errors import OutputValidationError
 from rlm_core.lm import Message, Usage
 from rlm_core.observe.viewer import FollowServer
 from rlm_core.rlm import RLM
@@ -519,4 +520,25 @@ def test_a_version_1_log_still_renders(
     click(browser, step4.find_element(By.CSS_SELECTOR, ".step-head"))
     assert "2 steps" in step4.find_element(By.CSS_SELECTOR, ".run .run-head").text
     assert browser.find_elements(By.CSS_SELECTOR, "#budget .chart") == []  # no ledger in v1
+    assert js_errors(browser) == []
+
+
+def test_a_failed_run_shows_why(browser: WebDriver, tmp_path: Path) -> None:
+    log = tmp_path / "failed.jsonl"
+    lm = ScriptedLM(
+        ["I will think first.", "```js\nconsole.log(1)\n```", "no JSON here", "still none"]
+    )
+    rlm = RLM("q -> n: int", lm=lm, interpreter="mock", max_iterations=2, log=log)
+    with pytest.raises(OutputValidationError):
+        rlm(q="?")
+    out = tmp_path / "failed.html"
+    assert rlm_main(["view", str(log), "--out", str(out), "--no-open"]) == 0
+    open_page(browser, out)
+    summary = browser.find_element(By.ID, "summary").text
+    assert "failed" in summary
+    assert "OutputValidationError" in summary
+    heads = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#tree .step-head")]
+    assert ["no_code" in heads[0], "bad_fence" in heads[1], "extract" in heads[2]] == [True] * 3
+    click(browser, browser.find_elements(By.CSS_SELECTOR, "#tree .step-head")[1])
+    assert "non-Python code block" in browser.find_element(By.CSS_SELECTOR, "#tree .step-body").text
     assert js_errors(browser) == []
