@@ -37,7 +37,14 @@ from rlm_core.observe.hooks import Observer, RunInfo, Site
 from rlm_core.result import RLMResult
 from rlm_core.signature import Field, SignatureSpec
 from rlm_core.tools import ToolSpec, describe_tools
-from rlm_core.trajectory import EVENT_FORMAT_VERSION, Event, Step, SubCall, guess_call_line
+from rlm_core.trajectory import (
+    EVENT_FORMAT_VERSION,
+    Event,
+    Step,
+    SubCall,
+    error_text,
+    guess_call_line,
+)
 
 __all__ = ["BUILTIN_TOOL_NAMES", "Run", "RunConfig"]
 
@@ -443,8 +450,8 @@ class Run:
             error: str | None = None
             try:
                 value = await run.config.observer.tool_call(site, args, kwargs, call)
-            except Exception as exc:
-                error = f"{type(exc).__name__}: {exc}"
+            except BaseException as exc:  # SystemExit from a tool reaches the guest too
+                error = error_text(exc)
                 raise
             finally:
                 run._emit(

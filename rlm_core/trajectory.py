@@ -24,6 +24,7 @@ __all__ = [
     "Step",
     "StepKind",
     "SubCall",
+    "error_text",
     "guess_call_line",
     "usage_dict",
 ]
@@ -145,6 +146,14 @@ class Step:
             "session_restarted": self.session_restarted,
             "final": self.final,
         }
+
+
+def error_text(exc: BaseException) -> str:
+    """``"Type: message"`` of an exception, even when its ``__str__`` raises."""
+    try:
+        return f"{type(exc).__name__}: {exc}"
+    except Exception:
+        return f"{type(exc).__name__}: <str() failed>"
 
 
 def guess_call_line(code: str, name: str, ordinal: int) -> int | None:
