@@ -219,7 +219,11 @@ class Recorder(Observer):
         """Let a user tool run and keep what the guest received."""
         if site.name in BUILTIN_TOOLS:
             return await proceed()
-        entry: dict[str, Any] = {"name": site.name, "args": _digest([list(args), dict(kwargs)])}
+        entry: dict[str, Any] = {
+            "name": site.name,
+            "args": _digest([list(args), dict(kwargs)]),
+            "call": _call_text(site.name, args, kwargs),
+        }
         try:
             value = await proceed()
         except BaseException as exc:
@@ -345,15 +349,17 @@ class Replayer(Observer):
                 )
             )
         if entry.get("args") != _digest([list(args), dict(kwargs)]):
+            got = _call_text(site.name, args, kwargs)
             raise self._fail(
                 ReplayMismatchError(
                     f"replay on {self.backend}: {self._where(site)} called {site.name}() with "
-                    f"different arguments than recorded: {_short(repr((tuple(args), kwargs)))}",
+                    f"different arguments than recorded:\n  expected: {entry.get('call')}\n"
+                    f"  got:      {got}",
                     backend=self.backend,
                     run=site.run,
                     step=site.step,
-                    expected=entry.get("args"),
-                    got=_digest([list(args), dict(kwargs)]),
+                    expected=entry.get("call"),
+                    got=got,
                 )
             )
         with self._lock:
@@ -391,6 +397,13 @@ class Replayer(Observer):
                 )
         with self._lock:
             self.steps_compared += 1
+
+
+def _call_text(name: str, args: Sequence[Any], kwargs: Mapping[str, Any], limit: int = 300) -> str:
+    """The call as Python source, cut to ``limit`` characters (for reports, not matching)."""
+    parts = [repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs.items()]
+    text = f"{name}({', '.join(parts)})"
+    return text if len(text) <= limit else text[: limit - 20] + f"... ({len(text):,} chars)"
 
 
 def _short(value: object, limit: int = 300) -> str:
