@@ -25,6 +25,7 @@ from rlm_core.bench.cli import main as bench_main
 from rlm_core.config import Settings, load_settings
 from rlm_core.errors import ConfigError, InterpreterError, RLMError, RunError
 from rlm_core.lm import LM, resolve_lm
+from rlm_core.observe.commands import add_commands, run_replay, run_view
 from rlm_core.registry import DISTRIBUTION, KNOWN_BACKENDS, available, install_hint
 from rlm_core.trajectory import Event
 
@@ -97,6 +98,7 @@ def _parser() -> argparse.ArgumentParser:
         "--json", action="store_true", help="print the result and trajectory as one JSON document"
     )
     run.add_argument("--log", help="append every event to this JSONL file as it happens")
+    run.add_argument("--record", help="write a cassette (model replies, tool results) here")
     run.add_argument("--verbose", "-v", action="store_true", help="print every step in full")
     run.add_argument(
         "--binary",
@@ -128,6 +130,7 @@ def _parser() -> argparse.ArgumentParser:
     from rlm_core.batch.cli import add_parser as add_batch_parser
 
     add_batch_parser(sub)
+    add_commands(sub)
     return parser
 
 
@@ -144,6 +147,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                     return anyio.run(_exec, args, out)
             if args.command == "bench":
                 return bench_main(args)
+            if args.command == "view":
+                return run_view(args)
+            if args.command == "replay":
+                return run_replay(args)
             if args.command == "batch":
                 from rlm_core.batch.cli import run as run_batch
 
@@ -241,6 +248,7 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
         api_base=settings.api_base,
         max_iterations=settings.max_iterations,
         log=args.log,
+        record=args.record,
         verbose=args.verbose,
         on_event=None if args.verbose else _Progress(),
     )

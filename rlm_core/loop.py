@@ -45,8 +45,15 @@ from rlm_core.lm import LM, Completion, Message
 from rlm_core.observe.hooks import Observer, RunInfo, Site
 from rlm_core.result import RLMResult
 from rlm_core.signature import Field, SignatureSpec
-from rlm_core.tools import ToolSpec, describe_exception, describe_tools, stops_the_run
-from rlm_core.trajectory import EVENT_FORMAT_VERSION, Event, Step, SubCall, guess_call_line
+from rlm_core.tools import ToolSpec, describe_tools, stops_the_run
+from rlm_core.trajectory import (
+    EVENT_FORMAT_VERSION,
+    Event,
+    Step,
+    SubCall,
+    error_text,
+    guess_call_line,
+)
 
 __all__ = ["BUILTIN_TOOL_NAMES", "Run", "RunConfig"]
 
@@ -369,7 +376,7 @@ class Run:
         except BaseException as exc:
             if stops_the_run(exc):
                 raise
-            raise LMError(f"{lm.model}: {_one_line(exc)}") from exc
+            raise LMError(f"{lm.model}: {error_text(exc)}") from exc
         self._last_lm_seconds = time.perf_counter() - started
         self.ledger.record(self.config.lm.model, completion.usage, self._last_lm_seconds)
         return completion
@@ -408,7 +415,7 @@ class Run:
                     raise
                 last = exc
                 self._emit(
-                    "session_retry", attempt=attempt, of=OPEN_ATTEMPTS, reason=_one_line(exc)
+                    "session_retry", attempt=attempt, of=OPEN_ATTEMPTS, reason=error_text(exc)
                 )
                 continue
             return interpreter, owned
@@ -417,7 +424,7 @@ class Run:
             raise last  # the backend's own diagnosis (what to install or fix) says the most
         raise SessionOpenError(
             f"no sandbox session could be opened: {OPEN_ATTEMPTS} attempts were lost while "
-            f"starting; the last: {_one_line(last)}"
+            f"starting; the last: {error_text(last)}"
         ) from last
 
     async def _prepare(self, interpreter: Interpreter) -> None:
@@ -514,8 +521,8 @@ class Run:
             error: str | None = None
             try:
                 value = await run.config.observer.tool_call(site, args, kwargs, call)
-            except Exception as exc:
-                error = f"{type(exc).__name__}: {exc}"
+            except BaseException as exc:  # SystemExit from a tool reaches the guest too
+                error = error_text(exc)
                 raise
             finally:
                 run._emit(
@@ -586,7 +593,7 @@ class Run:
                 except BaseException as exc:  # one failed slot must not fail the batch
                     if stops_the_run(exc):
                         raise
-                    answers[i] = f"[ERROR] {_one_line(exc)}"
+                    answers[i] = f"[ERROR] {error_text(exc)}"
 
         async with anyio.create_task_group() as tg:
             for i, prompt in enumerate(prompts):
@@ -610,7 +617,7 @@ class Run:
                 site, sub_lm.model, messages, lambda: sub_lm.complete(messages)
             )
         except BaseException as exc:
-            call.error = _one_line(exc)
+            call.error = error_text(exc)
             call.duration_s = time.perf_counter() - started
             self._emit("sub_call", step=site.step, call=call.to_dict())
             raise
@@ -652,7 +659,7 @@ class Run:
         try:
             result = await child.run(inputs)
         except BaseException as exc:
-            call.error = _one_line(exc)
+            call.error = error_text(exc)
             raise
         finally:
             call.duration_s = time.perf_counter() - started
@@ -663,11 +670,6 @@ class Run:
     def _attach(self, call: SubCall) -> None:
         if self._current is not None:
             self._current.sub_calls.append(call)
-
-
-def _one_line(exc: BaseException) -> str:
-    problem = describe_exception(exc)
-    return f"{problem['type']}: {problem['message']}"
 
 
 def _check_prompt_list(prompts: object) -> None:

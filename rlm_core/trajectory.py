@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import IO, Any, Literal, TypeAlias
 
 from rlm_core.lm import Usage
-from rlm_core.tools import to_json
+from rlm_core.tools import describe_exception, to_json
 
 __all__ = [
     "EVENT_FORMAT_VERSION",
@@ -24,6 +24,7 @@ __all__ = [
     "Step",
     "StepKind",
     "SubCall",
+    "error_text",
     "guess_call_line",
     "usage_dict",
 ]
@@ -145,6 +146,12 @@ class Step:
             "session_restarted": self.session_restarted,
             "final": self.final,
         }
+
+
+def error_text(exc: BaseException) -> str:
+    """``"Type: message"`` of an exception, even when its ``__str__`` raises."""
+    problem = describe_exception(exc)
+    return f"{problem['type']}: {problem['message']}"
 
 
 def guess_call_line(code: str, name: str, ordinal: int) -> int | None:

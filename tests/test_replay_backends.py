@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -200,3 +200,31 @@ def test_a_different_program_fails_at_the_first_different_call(cassette: Path) -
         RLM("topic -> answer: str", interpreter="mock", tools=[lookup], replay=cassette)(
             topic="planets"  # the same code, but the tool is called with other arguments
         )
+
+
+def test_tool_failures_replay_as_the_guest_saw_them(tmp_path: Path) -> None:
+    def refuses(key: str) -> int:
+        """Raises."""
+        raise LookupError(f"no entry {key!r}")
+
+    def unsendable() -> object:
+        """Returns a value with no JSON form."""
+        return object()
+
+    code = (
+        "for f in (lambda: refuses('k'), unsendable):\n"
+        "    try:\n        f()\n    except Exception as e:\n"
+        "        print(type(e).__name__, str(e)[:200])\n"
+        "SUBMIT(answer='done')"
+    )
+    tools: list[Callable[..., Any]] = [refuses, unsendable]
+    path = tmp_path / "fail.cassette"
+    recorded = RLM(
+        "topic -> answer", lm=ScriptedLM([py(code)]), interpreter="subprocess", tools=tools,
+        record=path,
+    )(topic="x")  # fmt: skip
+    stdout = recorded.steps[0].stdout
+    assert "LookupError no entry 'k'" in stdout
+    assert "cannot reach the sandbox" in stdout
+    replayed = RLM("topic -> answer", interpreter="mock", tools=tools, replay=path)(topic="x")
+    assert replayed.steps[0].stdout == stdout

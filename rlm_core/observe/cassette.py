@@ -20,6 +20,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import anyio
+
 from rlm_core.errors import ConfigError, LMError, ReplayError, ReplayMismatchError
 from rlm_core.interpreter import JSON, VariableValue
 from rlm_core.lm import Completion, Message, Usage
@@ -111,7 +113,8 @@ class Cassette:
         """Write atomically, so a crash never leaves half a cassette."""
         target = Path(path)
         tmp = target.with_name(target.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_json(), ensure_ascii=False, indent=1), encoding="utf-8")
+        # ASCII escapes keep any text the run saw (even a lone surrogate) exactly as it was.
+        tmp.write_text(json.dumps(self.to_json(), indent=1), encoding="ascii")
         os.replace(tmp, target)
 
     @classmethod
@@ -168,7 +171,16 @@ def _step_key(site: Site) -> str:
 
 
 def _error_json(exc: BaseException) -> dict[str, str]:
-    return {"type": type(exc).__name__, "message": str(exc)}
+    try:
+        message = str(exc)
+    except Exception:  # a tool's exception with a broken __str__ must not break the recording
+        message = f"<{type(exc).__name__} object whose str() failed>"
+    return {"type": type(exc).__name__, "message": message}
+
+
+def _stops_the_run(exc: BaseException) -> bool:
+    """Ctrl-C and cancellation end the run; anything else a tool raises is the guest's data."""
+    return isinstance(exc, KeyboardInterrupt | anyio.get_cancelled_exc_class())
 
 
 def _digest(value: Any) -> str:
@@ -207,17 +219,24 @@ class Recorder(Observer):
         """Let a user tool run and keep what the guest received."""
         if site.name in BUILTIN_TOOLS:
             return await proceed()
-        entry: dict[str, Any] = {"name": site.name, "args": _digest([list(args), dict(kwargs)])}
+        entry: dict[str, Any] = {
+            "name": site.name,
+            "args": _digest([list(args), dict(kwargs)]),
+            "call": _call_text(site.name, args, kwargs),
+        }
         try:
             value = await proceed()
-        except Exception as exc:
+        except BaseException as exc:
+            if _stops_the_run(exc):
+                raise
             entry["error"] = _error_json(exc)
             self._put(self.cassette.tools, site.key, entry)
             raise
         try:
             entry["value"] = to_json(value)
-        except TypeError as exc:  # the guest gets this error from the bridge; replay the same
-            message = f"tool {site.name}() returned a value that cannot reach the sandbox: {exc}"
+        except Exception as exc:  # the guest gets this error from the bridge; replay the same
+            detail = _error_json(exc)["message"]
+            message = f"tool {site.name}() returned a value that cannot reach the sandbox: {detail}"
             entry["error"] = {"type": "TypeError", "message": message}
         self._put(self.cassette.tools, site.key, entry)
         return value
@@ -330,15 +349,17 @@ class Replayer(Observer):
                 )
             )
         if entry.get("args") != _digest([list(args), dict(kwargs)]):
+            got = _call_text(site.name, args, kwargs)
             raise self._fail(
                 ReplayMismatchError(
                     f"replay on {self.backend}: {self._where(site)} called {site.name}() with "
-                    f"different arguments than recorded: {_short(repr((tuple(args), kwargs)))}",
+                    f"different arguments than recorded:\n  expected: {entry.get('call')}\n"
+                    f"  got:      {got}",
                     backend=self.backend,
                     run=site.run,
                     step=site.step,
-                    expected=entry.get("args"),
-                    got=_digest([list(args), dict(kwargs)]),
+                    expected=entry.get("call"),
+                    got=got,
                 )
             )
         with self._lock:
@@ -376,6 +397,13 @@ class Replayer(Observer):
                 )
         with self._lock:
             self.steps_compared += 1
+
+
+def _call_text(name: str, args: Sequence[Any], kwargs: Mapping[str, Any], limit: int = 300) -> str:
+    """The call as Python source, cut to ``limit`` characters (for reports, not matching)."""
+    parts = [repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs.items()]
+    text = f"{name}({', '.join(parts)})"
+    return text if len(text) <= limit else text[: limit - 20] + f"... ({len(text):,} chars)"
 
 
 def _short(value: object, limit: int = 300) -> str:

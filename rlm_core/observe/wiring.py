@@ -34,14 +34,14 @@ CassetteSource = str | Path | Cassette
 def otel_enabled() -> bool:
     """Whether runs emit OpenTelemetry spans: the ``otel`` extra is installed and not disabled.
 
-    ``find_spec`` looks for the package without importing it, so runs import nothing of
-    OpenTelemetry when it is absent; ``RLM_OTEL=0`` turns tracing off when it is present.
+    ``find_spec`` of the top-level package looks for it without importing anything, so runs
+    import nothing of OpenTelemetry when it is absent; ``RLM_OTEL=0`` turns tracing off.
     """
     if os.environ.get("RLM_OTEL", "1").strip().lower() in {"0", "false", "no", "off"}:
         return False
     try:
-        return importlib.util.find_spec("opentelemetry.trace") is not None
-    except ModuleNotFoundError:
+        return importlib.util.find_spec("opentelemetry") is not None
+    except (ImportError, ValueError):  # a None entry in sys.modules hides a package
         return False
 
 
@@ -73,9 +73,12 @@ class CallWatch:
             self.recorder = Recorder(Cassette(backend=backend))
         observers: list[Observer] = []
         if otel_enabled():
-            from rlm_core.observe.otel import TraceObserver
-
-            observers.append(TraceObserver())
+            try:
+                from rlm_core.observe.otel import TraceObserver
+            except ImportError:  # another opentelemetry-* package without the API
+                pass
+            else:
+                observers.append(TraceObserver())
         if self.recorder is not None:
             observers.append(self.recorder)
         if self.replayer is not None:
