@@ -36,7 +36,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--context-window", default="128k", help="tokens the direct method may send")
     p.add_argument("--max-usd", type=float, help="stop before a run that would pass this")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds per run (default 600)")
-    p.add_argument("--concurrency", type=int, default=2, help="runs at once (default 2)")
+    p.add_argument("--concurrency", type=int, default=4, help="runs at once (default 4)")
     p.add_argument("--max-calls", type=int, default=8, help="model calls in flight at once")
     p.add_argument("--rpm", type=float, help="model calls started per minute, at most")
     p.add_argument("--max-iterations", type=int, default=10, help="RLM steps per run")

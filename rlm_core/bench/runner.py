@@ -53,7 +53,7 @@ class BenchConfig:
     """Tokens the direct method may send (chars / 4); longer inputs are cut with a note."""
     max_usd: float | None = None
     item_timeout_s: float = 600.0
-    concurrency: int = 2
+    concurrency: int = 4
     max_concurrent_calls: int | None = 8
     calls_per_minute: float | None = None
     max_iterations: int = 10
