@@ -54,7 +54,9 @@ def test_a_row_of_neither_format_is_a_clear_error(tmp_path: Path) -> None:
         load_items(tmp_path / "missing.jsonl")
 
 
-def test_bench_scores_official_files_with_their_scorers(tmp_path: Path) -> None:
+def test_bench_scores_official_files_with_their_scorers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "out"
     status = main(
         [
@@ -70,6 +72,10 @@ def test_bench_scores_official_files_with_their_scorers(tmp_path: Path) -> None:
         ]
     )
     assert status == 0
+    printed = capsys.readouterr().out.split()
+    assert printed == [
+        str(out / n) for n in ("results.jsonl", "report.json", "report.md", "plot.png")
+    ]
     rows = json.loads((out / "report.json").read_text())["rows"]
     assert {(r["task"], r["length"]) for r in rows} == {
         ("file:oolong_synth_sample", 1024),

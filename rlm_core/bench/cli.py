@@ -8,6 +8,7 @@ generates the items, runs every method on every backend, and writes ``results.js
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -124,12 +125,22 @@ def main(args: argparse.Namespace) -> int:
     report.write_markdown(
         out / "report.md", meta, rows, differing, "plot.png" if has_plot else None
     )
-    for _path in (results_path, out / "report.json", out / "report.md") + (
-        (plot_path,) if has_plot else ()
-    ):
-        pass
+    note = ", stopped before passing --max-usd" if stopped else ""
+    print(
+        f"rlm bench: {len(records)} runs ({skipped} finished earlier, skipped), "
+        f"{meta['wall_time_s']} s{note}",
+        file=sys.stderr,
+    )
     if differing:
-        pass
+        print(
+            f"rlm bench: {len(differing)} runs gave different answers on different backends "
+            "(listed in report.md)",
+            file=sys.stderr,
+        )
+    for path in (results_path, out / "report.json", out / "report.md"):
+        print(path)
+    if has_plot:
+        print(plot_path)
     return 0
 
 
