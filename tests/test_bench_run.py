@@ -145,3 +145,15 @@ def test_deno_and_docker_give_the_same_answers_in_lockstep(tmp_path: Path) -> No
     assert report["invariance"] == {"backends": ["deno", "docker"], "differing": []}
     assert {r["interpreter"] for r in report["rows"]} == {"deno", "docker"}
     assert all(r["score"] == 1.0 for r in report["rows"])
+
+
+def test_direct_with_a_reader_of_n_characters_fails_beyond_n(tmp_path: Path) -> None:
+    # The reader sees 20,000 characters: all of a 2k-token input, a quarter of a 20k one.
+    report = _bench(
+        tmp_path, "sniah,oolong-pairs", "--model", "scripted:reference:20000", "--lengths",
+        "2k,20k", "--n", "10", "--methods", "direct",
+    )  # fmt: skip
+    rows = _rows(report)
+    for task in ("sniah", "oolong-pairs"):
+        assert rows[(task, 2_000, "direct")]["score"] == 1.0
+        assert rows[(task, 20_000, "direct")]["score"] <= 0.4, rows[(task, 20_000, "direct")]

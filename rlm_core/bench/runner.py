@@ -188,7 +188,7 @@ class _Spend:
 
     def expected(self, job: Job) -> float:
         same = self.history.get((job.item.task, job.item.length, job.method))
-        if not same:  # nothing like it yet: the most expensive run of the method so far
+        if not same:  # nothing like it yet: the mean of every run of the method so far
             same = [
                 c for (_, _, m), costs in self.history.items() if m == job.method for c in costs
             ]
