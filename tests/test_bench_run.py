@@ -157,3 +157,18 @@ def test_direct_with_a_reader_of_n_characters_fails_beyond_n(tmp_path: Path) -> 
     for task in ("sniah", "oolong-pairs"):
         assert rows[(task, 2_000, "direct")]["score"] == 1.0
         assert rows[(task, 20_000, "direct")]["score"] <= 0.4, rows[(task, 20_000, "direct")]
+
+
+def test_a_failed_run_still_counts_what_it_spent(tmp_path: Path) -> None:
+    # One step is not enough for the reference policy: the extract fallback gets code, not
+    # JSON, and the run fails; its three model calls were still paid for.
+    report = _bench(
+        tmp_path, "sniah", "--model", "scripted:reference", "--lengths", "2k", "--n", "1",
+        "--methods", "rlm", "--max-iterations", "1",
+    )  # fmt: skip
+    (row,) = report["rows"]
+    assert row["failures"] == {"no_valid_output": 1}
+    (record,) = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert record["calls"] == 3
+    assert record["usd"] > 0
+    assert record["tokens"] > 0
