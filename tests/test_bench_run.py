@@ -172,3 +172,21 @@ def test_a_failed_run_still_counts_what_it_spent(tmp_path: Path) -> None:
     assert record["calls"] == 3
     assert record["usd"] > 0
     assert record["tokens"] > 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model", "scripted:foo"], "use scripted:reference or scripted:lazy"),
+        (["--model", "scripted:reference", "--methods", "rlm,fast"], "choose from direct"),
+        (["--model", "scripted:reference", "--interpreter", "denoo"], "Did you mean 'deno'"),
+        (["--model", "scripted:reference", "--lengths", "lots"], "use numbers like 8k"),
+    ],
+)
+def test_bad_settings_fail_before_anything_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    out = tmp_path / "out"
+    assert main(["bench", "sniah", *args, "--out", str(out), "--quiet"]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()

@@ -61,6 +61,22 @@ def _items(args: argparse.Namespace, lengths: list[int]) -> tuple[list[Any], lis
     return items, tasks
 
 
+def _check(config: Any) -> None:
+    """Fail on a bad model, method or backend name before anything runs."""
+    from rlm_core.bench.policies import resolve_models
+    from rlm_core.bench.runner import METHODS
+    from rlm_core.errors import ConfigError
+    from rlm_core.registry import load, parse_spec
+
+    resolve_models(config.model, config.sub_model, config.api_base)
+    unknown = [m for m in config.methods if m not in METHODS]
+    if unknown or not config.methods:
+        raise ConfigError(f"unknown methods {unknown}; choose from {', '.join(METHODS)}")
+    if any(METHODS[m] is not None for m in config.methods):
+        for spec in config.interpreters:
+            load(parse_spec(spec)[0])  # says which backends are installed, and how to add one
+
+
 def main(args: argparse.Namespace) -> int:
     """Run ``rlm bench``; returns the exit status."""
     import anyio
@@ -89,6 +105,7 @@ def main(args: argparse.Namespace) -> int:
         max_iterations=args.max_iterations,
         max_llm_calls=args.max_llm_calls,
     )
+    _check(config)
     items, tasks = _items(args, lengths)
     jobs = plan(items, config)
     out = Path(args.out)
