@@ -8,6 +8,7 @@ generates the items, runs every method on every backend, and writes ``results.js
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--context-window", default="128k", help="tokens the direct method may send")
     p.add_argument("--max-usd", type=float, help="stop before a run that would pass this")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds per run (default 600)")
-    p.add_argument("--concurrency", type=int, default=2, help="runs at once (default 2)")
+    p.add_argument("--concurrency", type=int, default=4, help="runs at once (default 4)")
     p.add_argument("--max-calls", type=int, default=8, help="model calls in flight at once")
     p.add_argument("--rpm", type=float, help="model calls started per minute, at most")
     p.add_argument("--max-iterations", type=int, default=10, help="RLM steps per run")
@@ -58,6 +59,22 @@ def _items(args: argparse.Namespace, lengths: list[int]) -> tuple[list[Any], lis
         for length in lengths:
             items.extend(generate(task, length, args.n, seed=args.seed, haystack=args.haystack))
     return items, tasks
+
+
+def _check(config: Any) -> None:
+    """Fail on a bad model, method or backend name before anything runs."""
+    from rlm_core.bench.policies import resolve_models
+    from rlm_core.bench.runner import METHODS
+    from rlm_core.errors import ConfigError
+    from rlm_core.registry import load, parse_spec
+
+    resolve_models(config.model, config.sub_model, config.api_base)
+    unknown = [m for m in config.methods if m not in METHODS]
+    if unknown or not config.methods:
+        raise ConfigError(f"unknown methods {unknown}; choose from {', '.join(METHODS)}")
+    if any(METHODS[m] is not None for m in config.methods):
+        for spec in config.interpreters:
+            load(parse_spec(spec)[0])  # says which backends are installed, and how to add one
 
 
 def main(args: argparse.Namespace) -> int:
@@ -88,6 +105,7 @@ def main(args: argparse.Namespace) -> int:
         max_iterations=args.max_iterations,
         max_llm_calls=args.max_llm_calls,
     )
+    _check(config)
     items, tasks = _items(args, lengths)
     jobs = plan(items, config)
     out = Path(args.out)
@@ -124,12 +142,22 @@ def main(args: argparse.Namespace) -> int:
     report.write_markdown(
         out / "report.md", meta, rows, differing, "plot.png" if has_plot else None
     )
-    for _path in (results_path, out / "report.json", out / "report.md") + (
-        (plot_path,) if has_plot else ()
-    ):
-        pass
+    note = ", stopped before passing --max-usd" if stopped else ""
+    print(
+        f"rlm bench: {len(records)} runs ({skipped} finished earlier, skipped), "
+        f"{meta['wall_time_s']} s{note}",
+        file=sys.stderr,
+    )
     if differing:
-        pass
+        print(
+            f"rlm bench: {len(differing)} runs gave different answers on different backends "
+            "(listed in report.md)",
+            file=sys.stderr,
+        )
+    for path in (results_path, out / "report.json", out / "report.md"):
+        print(path)
+    if has_plot:
+        print(plot_path)
     return 0
 
 

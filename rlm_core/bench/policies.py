@@ -179,9 +179,9 @@ def _reference_step(messages: Sequence[Message], window: int) -> str:
     if kind == "unknown":
         return '```python\nSUBMIT("I do not know how to answer this question.")\n```'
     if can_recurse:
-        # One child per ~half a million characters: each child labels its part with llm_query.
+        # One child per million characters: each child labels its part with llm_query.
         label = (
-            "parts_n = max(1, -(-len(context) // 500000))\n"
+            "parts_n = max(1, -(-len(context) // 1000000))\n"
             "size = max(1, -(-len(rows) // parts_n))\n"
             "labels = []\n"
             "for start in range(0, len(rows), size):\n"

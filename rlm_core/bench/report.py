@@ -166,6 +166,10 @@ def write_markdown(
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
+# Methods often score alike; a line style and marker each keep overlapping lines visible.
+_STYLES = {"direct": ("-", "o"), "rlm": ("--", "s"), "rlm-depth2": (":", "^")}
+
+
 def write_plot(path: Path, rows: list[Row]) -> bool:
     """Score against length per method, one panel per task; False if matplotlib is missing."""
     try:
@@ -192,7 +196,8 @@ def write_plot(path: Path, rows: list[Row]) -> bool:
             x = [r["length"] for r in rs]
             y = [r["score"] for r in rs]
             err = [[r["score"] - r["ci95"][0] for r in rs], [r["ci95"][1] - r["score"] for r in rs]]
-            ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=label)
+            style = _STYLES.get(rs[0]["method"], ("-", "o"))
+            ax.errorbar(x, y, yerr=err, linestyle=style[0], marker=style[1], capsize=3, label=label)
         ax.set_xscale("log")
         ax.set_xticks(sorted({r["length"] for r in rows if r["task"] == task}))
         ax.set_xticklabels(

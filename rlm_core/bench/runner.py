@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from rlm_core.errors import (
     LMError,
     OutputValidationError,
 )
+from rlm_core.lm import LM, Completion, Message
 
 __all__ = ["METHODS", "BenchConfig", "Job", "failure_kind", "load_results", "run_jobs"]
 
@@ -53,7 +54,7 @@ class BenchConfig:
     """Tokens the direct method may send (chars / 4); longer inputs are cut with a note."""
     max_usd: float | None = None
     item_timeout_s: float = 600.0
-    concurrency: int = 2
+    concurrency: int = 4
     max_concurrent_calls: int | None = 8
     calls_per_minute: float | None = None
     max_iterations: int = 10
@@ -121,26 +122,49 @@ def failure_kind(exc: BaseException) -> str:
 @dataclasses.dataclass(slots=True)
 class _Outcome:
     answer: str = ""
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    usd: float = 0.0
-    calls: int = 0
     steps: int = 0
     cut: bool = False
+
+
+class _Meter:
+    """Tokens and USD of every model call of one run, kept even when the run fails."""
+
+    def __init__(self) -> None:
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+        self.usd = 0.0
+        self.calls = 0
+
+    def wrap(self, lm: LM) -> LM:
+        meter = self
+
+        class Metered:
+            @property
+            def model(self) -> str:
+                return lm.model
+
+            async def complete(self, messages: Sequence[Message]) -> Completion:
+                completion = await lm.complete(messages)
+                u = completion.usage
+                meter.prompt_tokens += u.prompt_tokens
+                meter.completion_tokens += u.completion_tokens
+                meter.usd += u.cost_usd or 0.0
+                meter.calls += 1
+                return completion
+
+        return Metered()
+
+    def models(self, models: ModelSet) -> ModelSet:
+        root = self.wrap(models.root)
+        sub = root if models.sub is models.root else self.wrap(models.sub)
+        direct = root if models.direct is models.root else self.wrap(models.direct)
+        return ModelSet(root=root, sub=sub, direct=direct)
 
 
 async def _direct(job: Job, models: ModelSet, config: BenchConfig) -> _Outcome:
     prompt, cut = direct_prompt(job.item.context, job.item.query, config.context_window)
     completion = await models.direct.complete([{"role": "user", "content": prompt}])
-    u = completion.usage
-    return _Outcome(
-        answer=completion.text,
-        prompt_tokens=u.prompt_tokens,
-        completion_tokens=u.completion_tokens,
-        usd=u.cost_usd or 0.0,
-        calls=1,
-        cut=cut,
-    )
+    return _Outcome(answer=completion.text, cut=cut)
 
 
 async def _rlm(job: Job, models: ModelSet, config: BenchConfig, usd_left: float | None) -> _Outcome:
@@ -159,15 +183,7 @@ async def _rlm(job: Job, models: ModelSet, config: BenchConfig, usd_left: float 
         instructions=INSTRUCTIONS,
     )
     result = await rlm.acall(context=job.item.context, query=job.item.query)
-    usage = result.usage
-    return _Outcome(
-        answer=str(result.answer),
-        prompt_tokens=sum(m.prompt_tokens for m in usage.models.values()),
-        completion_tokens=sum(m.completion_tokens for m in usage.models.values()),
-        usd=usage.cost_usd,
-        calls=usage.calls,
-        steps=len(result.steps),
-    )
+    return _Outcome(answer=str(result.answer), steps=len(result.steps))
 
 
 class _Spend:
@@ -188,7 +204,7 @@ class _Spend:
 
     def expected(self, job: Job) -> float:
         same = self.history.get((job.item.task, job.item.length, job.method))
-        if not same:  # nothing like it yet: the most expensive run of the method so far
+        if not same:  # nothing like it yet: the mean of every run of the method so far
             same = [
                 c for (_, _, m), costs in self.history.items() if m == job.method for c in costs
             ]
@@ -275,12 +291,14 @@ async def _run_one(
     outcome = _Outcome()
     failure: str | None = None
     error = ""
+    meter = _Meter()
+    metered = meter.models(models)
     try:
         with anyio.fail_after(config.item_timeout_s):
             if METHODS[job.method] is None:
-                outcome = await _direct(job, models, config)
+                outcome = await _direct(job, metered, config)
             else:
-                outcome = await _rlm(job, models, config, usd_left)
+                outcome = await _rlm(job, metered, config, usd_left)
     except Exception as exc:  # a failed run is a data point, not the end of the bench
         failure = failure_kind(exc)
         error = f"{type(exc).__name__}: {exc}"[:500]
@@ -300,12 +318,12 @@ async def _run_one(
         "score": 0.0 if failure else score(outcome.answer, item.gold, item.answer_type),
         "failure": failure,
         "error": error,
-        "prompt_tokens": outcome.prompt_tokens,
-        "completion_tokens": outcome.completion_tokens,
-        "tokens": outcome.prompt_tokens + outcome.completion_tokens,
-        "usd": outcome.usd,
+        "prompt_tokens": meter.prompt_tokens,
+        "completion_tokens": meter.completion_tokens,
+        "tokens": meter.prompt_tokens + meter.completion_tokens,
+        "usd": meter.usd,
         "seconds": round(seconds, 4),
-        "calls": outcome.calls,
+        "calls": meter.calls,
         "steps": outcome.steps,
         "cut": outcome.cut,
         "finished_at": time.time(),

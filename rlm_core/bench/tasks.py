@@ -375,6 +375,10 @@ def _records(
     return _Records(header, rows)
 
 
+def _line_chars(row: tuple[datetime.date, str, str, str]) -> int:
+    return len("Date: Jan 01, 2022 || User:  || Instance: \n") + len(row[1]) + len(row[2])
+
+
 def _counts(rows: list[tuple[datetime.date, str, str, str]]) -> dict[str, int]:
     counts = dict.fromkeys(LABELS, 0)
     for *_, label in rows:
@@ -488,6 +492,16 @@ def _pairs(rng: random.Random, length: int, index: int, _haystack: str) -> Item:
             rows.insert(
                 rng.randrange(len(rows) + 1), (date, user, _instance(rng, rare_label), rare_label)
             )
+    # Drop ordinary rows from the end until the input is back at the requested size.
+    size = len(_Records(recs0.header, rows).text())
+    target = length * CHARS_PER_TOKEN
+    for i in range(len(rows) - 1, -1, -1):
+        line = _line_chars(rows[i])
+        if size - line < target:
+            break
+        if rows[i][3] != rare_label:
+            del rows[i]
+            size -= line
     recs = _Records(recs0.header, rows)
     both = index % 2 == 1
     if both:
