@@ -23,8 +23,6 @@ import pytest
 
 from rlm_core.testing import OpenAIStubServer
 
-pytest.importorskip("ray", reason="the Ray executor needs the ray extra")
-
 ROWS = 6
 BIN = Path(sys.executable).parent
 
