@@ -1,4 +1,4 @@
-"""Command line: run every measurement for one backend and print a table, then JSON."""
+"""Command line: every measurement for one backend, or the batch figures; a table, then JSON."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 
 import anyio
 
-from benchmarks import harness, loop
+from benchmarks import batch, harness, loop
 from rlm_core.registry import parse_spec
 
 MB = 1_000_000
@@ -19,7 +19,7 @@ MB = 1_000_000
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
-    parser.add_argument("--backend", required=True, help="interpreter name or spec, e.g. deno")
+    parser.add_argument("--backend", help="interpreter name or spec, e.g. deno")
     parser.add_argument("--json", action="store_true", help="end with one JSON object line")
     parser.add_argument("--repeats", type=int, default=5, help="samples per figure")
     parser.add_argument(
@@ -33,7 +33,24 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="skip the RLM loop figures (rlm_overhead_s, batched_32_s)",
     )
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--batch",
+        action="store_true",
+        help="measure rlm batch instead: rows/s, peak memory, host CPU per model call",
+    )
+    parser.add_argument(
+        "--batch-backends",
+        default="subprocess,deno",
+        help="backends for --batch, comma-separated (default: subprocess,deno)",
+    )
+    parser.add_argument("--rows", type=int, default=1000, help="rows per --batch run")
+    parser.add_argument(
+        "--concurrency", type=int, help="rows at once in --batch (default: what memory allows)"
+    )
+    args = parser.parse_args(argv)
+    if not args.batch and not args.backend:
+        parser.error("give --backend NAME, or --batch")
+    return args
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -79,6 +96,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             await anyio.to_thread.run_sync(loop.rlm_overhead, args.backend, repeats),
         )
         put("batched_32_s", await anyio.to_thread.run_sync(loop.batched_32, args.backend, repeats))
+        put("host_cpu_per_call_ms", await anyio.to_thread.run_sync(batch.host_cpu_per_call_ms, 3))
     report["peak_rss_mb"] = harness.peak_rss_mb()
     report["machine"] = {"python": platform.python_version(), "cpus": os.cpu_count()}
     return report
@@ -104,10 +122,44 @@ def _table(report: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+def run_batch_figures(args: argparse.Namespace) -> dict[str, Any]:
+    """Measure ``rlm batch`` on each of ``args.batch_backends``; returns the JSON report."""
+    report: dict[str, Any] = {"rows": args.rows, "backends": {}}
+    report["host_cpu_per_call_ms"] = batch.host_cpu_per_call_ms(2 if args.quick else 5).to_json()
+    for backend in (b.strip() for b in args.batch_backends.split(",") if b.strip()):
+        report["backends"][backend] = batch.batch_rows(backend, args.rows, args.concurrency)
+    report["machine"] = {"python": platform.python_version(), "cpus": os.cpu_count()}
+    return report
+
+
+def _batch_table(report: dict[str, Any]) -> str:
+    cpu = report["host_cpu_per_call_ms"]
+    rows = [
+        f"rlm batch, {report['rows']} rows (3 model calls of 200 ms each per row)",
+        f"{'backend':<12}{'concurrency':>12}{'seconds':>10}{'rows/s':>10}{'peak MB':>10}",
+    ]
+    for name, r in report["backends"].items():
+        rows.append(
+            f"{name:<12}{r['concurrency']:>12}{r['seconds']:>10}{r['rows_per_s']:>10}"
+            f"{r['peak_mb']:>10}"
+        )
+    rows.append(
+        f"host CPU per model call: {cpu['median']:.2f} ms (min {cpu['min']:.2f}, "
+        f"max {cpu['max']:.2f}, n={cpu['n']})"
+    )
+    return "\n".join(rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmarks; prints a table and, with --json, a final JSON line."""
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     args = _parse(argv)
+    if args.batch:
+        report = run_batch_figures(args)
+        print(_batch_table(report))
+        if args.json:
+            print(json.dumps(report, sort_keys=True))
+        return 0
     report = anyio.run(run, args)
     print(_table(report))
     if args.json:

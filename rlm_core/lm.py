@@ -227,9 +227,11 @@ def _usage(litellm: Any, response: Any) -> Usage:
     completion = int(getattr(raw, "completion_tokens", 0) or 0)
     cost: float | None = None
     hidden = getattr(response, "_hidden_params", None) or {}
-    known = hidden.get("response_cost") if isinstance(hidden, dict) else None
-    if isinstance(known, int | float):  # litellm priced it already while logging the call
-        cost = float(known)
+    if isinstance(hidden, dict) and "response_cost" in hidden:
+        # litellm priced the call while logging it; None there means the model has no price,
+        # and asking again costs milliseconds of failed price-map lookups per call.
+        known = hidden["response_cost"]
+        cost = float(known) if isinstance(known, int | float) else None
     else:
         try:
             cost = float(litellm.completion_cost(completion_response=response))

@@ -3,7 +3,9 @@
 :func:`run_many` runs a job per item with at most ``limit`` at once and reports each item's
 value or exception separately, so one failure never hides the others. :func:`with_interpreter`
 gives every job a fresh interpreter from a factory and closes it whatever happens, so no
-sandbox outlives the run. See ``docs/scale-out.md``.
+sandbox outlives the run. See ``docs/scale-out.md``. For RLM runs over a file of rows, with
+results streamed to disk, resume, shared rate limits and a spend cap, use
+:mod:`rlm_core.batch` instead.
 """
 
 from __future__ import annotations

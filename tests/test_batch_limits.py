@@ -5,6 +5,7 @@ from __future__ import annotations
 import anyio
 import litellm
 import pytest
+from litellm.exceptions import AuthenticationError, RateLimitError
 
 from rlm_core.batch import BatchBudgetExceededError, BatchLimits, LimitedLM, SharedLimits
 from rlm_core.batch.job import is_transient
@@ -182,8 +183,8 @@ def _lm_error(cause: Exception) -> LMError:
 
 
 def test_transient_and_permanent_errors() -> None:
-    limited = litellm.exceptions.RateLimitError("slow down", llm_provider="openai", model="m")
-    auth = litellm.exceptions.AuthenticationError("bad key", llm_provider="openai", model="m")
+    limited = RateLimitError("slow down", llm_provider="openai", model="m")
+    auth = AuthenticationError("bad key", llm_provider="openai", model="m")
     assert is_transient(_lm_error(limited))
     assert not is_transient(_lm_error(auth))
     assert is_transient(SessionLostError("sandbox died"))

@@ -1,0 +1,123 @@
+"""Batch figures: rows/s of ``run_batch`` over a stub model, peak memory, host CPU per model call.
+
+Each row is a real RLM run (a sandbox per row) whose scripted root model calls ``llm_query``
+once and submits: three model calls of 200 ms each against the OpenAI-compatible stub, which
+runs in a child process so it does not share our GIL.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from benchmarks.harness import Stat
+from benchmarks.loop import stub_server
+from rlm_core.batch import BatchJob, default_concurrency, run_batch
+from rlm_core.lm import LiteLLM, Message
+
+ROW_REPLY = "```python\nnote = llm_query('one word for: ' + text[:20])\nSUBMIT(len(text))\n```"
+
+
+def _tree_rss_mb(root: int) -> float:
+    """Resident memory of ``root`` and every descendant process, in MB (Linux /proc)."""
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", encoding="ascii", errors="replace") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid = int(entry.name)
+        children.setdefault(int(fields[1]), []).append(pid)
+        rss[pid] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        total += rss.get(pid, 0)
+        todo.extend(children.get(pid, []))
+    return total / 2**20
+
+
+@contextmanager
+def _peak_memory(interval_s: float = 0.25) -> Iterator[list[float]]:
+    """Sample this process tree's memory while the block runs; yields [peak MB]."""
+    peak = [0.0]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], _tree_rss_mb(os.getpid()))
+            done.wait(interval_s)
+
+    thread = threading.Thread(target=sample, name="rss-sampler", daemon=True)
+    thread.start()
+    try:
+        yield peak
+    finally:
+        done.set()
+        thread.join()
+
+
+def batch_rows(backend: str, rows: int, concurrency: int | None) -> dict[str, Any]:
+    """Run ``rows`` rows through ``run_batch`` on ``backend``; rows/s, peak MB, concurrency."""
+    workers = concurrency or default_concurrency(backend)
+    with tempfile.TemporaryDirectory(prefix="rlm-bench-batch-") as tmp:
+        inputs, output = Path(tmp) / "rows.jsonl", Path(tmp) / "out.jsonl"
+        with inputs.open("w") as f:
+            for i in range(rows):
+                f.write(json.dumps({"id": i, "text": f"document {i} " * 20}) + "\n")
+        with stub_server(0.2, [ROW_REPLY]) as api_base, _peak_memory() as peak:
+            job = BatchJob(
+                "text -> n: int",
+                model="openai/stub",
+                api_base=api_base,
+                interpreter=backend,
+                options={"max_iterations": 3},
+            )
+            started = time.perf_counter()
+            summary = run_batch(job, inputs, output, concurrency=workers)
+            seconds = time.perf_counter() - started
+        records = [json.loads(line) for line in output.read_text().splitlines()]
+    assert summary.ok == rows, (summary, [r for r in records if not r["ok"]][:3])
+    return {
+        "rows": rows,
+        "concurrency": workers,
+        "seconds": round(seconds, 2),
+        "rows_per_s": round(rows / seconds, 2),
+        "peak_mb": round(peak[0], 1),
+    }
+
+
+def host_cpu_per_call_ms(repeats: int, calls: int = 32) -> Stat:
+    """Host CPU (ms) per litellm call, ``calls`` at once against the 200 ms stub.
+
+    Process CPU time over the wall of each concurrent round, divided by the calls: what every
+    ``llm_query`` costs this process besides waiting.
+    """
+
+    async def rounds(api_base: str) -> list[float]:
+        lm = LiteLLM("openai/stub", api_base=api_base)
+        await lm.complete([Message(role="user", content="warm up")])
+        samples = []
+        for _ in range(repeats + 1):
+            cpu = time.process_time()
+            async with anyio.create_task_group() as group:
+                for i in range(calls):
+                    group.start_soon(lm.complete, [Message(role="user", content=f"item {i}")])
+            samples.append(1000 * (time.process_time() - cpu) / calls)
+        return samples[1:]  # the first round opens the connection pool
+
+    with stub_server(0.2) as api_base:
+        return Stat.of(anyio.run(rounds, api_base))
