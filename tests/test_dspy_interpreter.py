@@ -11,8 +11,9 @@ from __future__ import annotations
 import contextvars
 import os
 import signal
+import sys
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import anyio
 import dspy
@@ -24,6 +25,7 @@ from dspy.primitives.code_interpreter import (
     FinalOutput,
 )
 from dspy.utils.callback import BaseCallback
+from dspy.utils.dummies import DummyLM
 
 from rlm_core.dspy import DSPyInterpreter, execution_instructions, interpreter_factory
 from rlm_core.errors import ConfigError
@@ -162,7 +164,7 @@ def test_async_tools_are_awaited(repl: Any) -> None:
 
 def test_tools_see_the_callers_dspy_context(repl: Any) -> None:
     var: contextvars.ContextVar[str] = contextvars.ContextVar("request", default="unset")
-    lm = dspy.utils.dummies.DummyLM([{"answer": "x"}])
+    lm = DummyLM([{"answer": "x"}])
     repl.tools["probe"] = lambda: [dspy.settings.lm is lm, var.get()]
     token = var.set("mine")
     try:
@@ -282,3 +284,26 @@ def test_dspy_callbacks_fire_in_order() -> None:
         "shutdown_start",
         "shutdown_end",
     ]
+
+
+class StartRecordingMock(MockInterpreter):
+    """Remembers every session started, to see which backend DSPy ran on."""
+
+    started: ClassVar[list[MockInterpreter]] = []
+
+    async def start(self) -> None:
+        await super().start()
+        StartRecordingMock.started.append(self)
+
+
+def test_dspy_configure_routes_dspy_rlm_to_our_backend() -> None:
+    StartRecordingMock.started.clear()
+    lm = DummyLM([{"reasoning": "r", "code": "import dspy as d\nSUBMIT(answer=type(d).__name__)"}])
+    with dspy.context(lm=lm, interpreter_factory=interpreter_factory(StartRecordingMock)):
+        prediction = dspy.RLM("question -> answer")(question="which?")
+    assert prediction.answer == "module"  # the sandbox's dspy facade, installed in our backend
+    assert len(StartRecordingMock.started) == 1
+    # Our runtime description reached DSPy's prompt, and the in-process sandbox left the host's
+    # own dspy module in place (the facade's host token was carried under its alias).
+    assert "runs in the host process itself" in str(lm.history[0]["messages"])
+    assert sys.modules["dspy"] is dspy

@@ -12,9 +12,9 @@ against terminal ``CodeInterpreterError``, ``shutdown()`` and DSPy's callbacks.
 from __future__ import annotations
 
 import ast
+import contextlib
 import inspect
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
 from typing import Any, TypeVar, cast
 
 import anyio.from_thread
@@ -230,7 +230,7 @@ class DSPyInterpreter:
 
     # ---- helpers ---------------------------------------------------------------------------
 
-    @contextmanager
+    @contextlib.contextmanager
     def _terminal(self, doing: str) -> Iterator[None]:
         """Turn our interpreter errors into DSPy's terminal ``CodeInterpreterError``."""
         if self._ended is not None:
@@ -240,6 +240,10 @@ class DSPyInterpreter:
         except InterpreterError as exc:
             self._ended = f"the sandbox session ended while {doing}: {exc}"
             self._variables.forget()
+            repl, self._repl = self._repl, None
+            if repl is not None:  # free the sandbox and the event loop thread now
+                with contextlib.suppress(Exception):
+                    repl.close()
             raise CodeInterpreterError(self._ended) from exc
         except (ConfigError, TypeError) as exc:  # refused before anything was sent
             raise CodeInterpreterError(f"{doing}: {exc}") from exc
@@ -379,7 +383,7 @@ class InterpreterFactory:
     """
 
     def __init__(self, interpreter: InterpreterSpec | None = None, **options: Any) -> None:
-        if isinstance(interpreter, Interpreter):
+        if not isinstance(interpreter, type) and isinstance(interpreter, Interpreter):
             raise ConfigError(
                 "a factory makes a new sandbox per DSPy call, so it needs a name, spec, class "
                 "or zero-argument callable, not an interpreter instance; wrap one instance in "
