@@ -9,6 +9,7 @@ inputs it re-passes on every step, sent only when they change.
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import os
 import signal
 import sys
@@ -70,6 +71,8 @@ def test_execution_instructions_follow_capabilities() -> None:
     mock = execution_instructions(MockInterpreter().capabilities)
     assert "no isolation" in mock
     assert "Network access is available" in mock
+    with_numpy = dataclasses.replace(MockInterpreter().capabilities, packages=("numpy",))
+    assert "so are numpy." in execution_instructions(with_numpy)
     deno = DSPyInterpreter("deno").execution_instructions
     assert "Pyodide" in deno
     assert "Network access is blocked" in deno

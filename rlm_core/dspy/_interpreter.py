@@ -74,10 +74,8 @@ _ISOLATION_TEXT = {
 def execution_instructions(capabilities: Capabilities) -> str:
     """DSPy's "Execution environment" text for a backend, from what it enforces."""
     python = f"Python {capabilities.python_version}" if capabilities.python_version else "Python"
-    packages = (
-        "Third-party packages available: " + ", ".join(capabilities.packages) + "."
-        if capabilities.packages
-        else "Only the standard library is available (re, json, collections, math, ...)."
+    packages = "The standard library (re, json, collections, math, ...) is available" + (
+        "; so are " + ", ".join(capabilities.packages) + "." if capabilities.packages else "."
     )
     return " ".join(
         [
