@@ -310,3 +310,28 @@ def test_dspy_configure_routes_dspy_rlm_to_our_backend() -> None:
     # own dspy module in place (the facade's host token was carried under its alias).
     assert "runs in the host process itself" in str(lm.history[0]["messages"])
     assert sys.modules["dspy"] is dspy
+
+
+@pytest.mark.filterwarnings("ignore:Passing OpenAI-style message dictionaries:DeprecationWarning")
+def test_a_nested_rlm_sub_agent_gets_its_own_session_of_our_backend() -> None:
+    StartRecordingMock.started.clear()
+    nest = (
+        "import dspy\nclass A(dspy.Module):\n    pass\na = A()\n"
+        "a.inner = dspy.RLM('q -> a')\nprint(a.inner(q='x').a)"
+    )
+    lm = DummyLM(
+        [
+            {"reasoning": "nest", "code": nest},
+            {"reasoning": "inner", "code": "SUBMIT(a='from inner ' + q)"},  # the inner RLM
+            {"reasoning": "done", "code": "SUBMIT(answer='ok')"},
+        ]
+    )
+    factory = interpreter_factory(StartRecordingMock)
+    rlm = dspy.RLM("question -> answer", interpreter_factory=factory)
+    with dspy.context(lm=lm):
+        prediction = rlm(question="q")
+    assert [step["output"] for step in prediction.trajectory] == [
+        "from inner x\n",
+        "FINAL: {'answer': 'ok'}",
+    ]
+    assert len(StartRecordingMock.started) == 2
