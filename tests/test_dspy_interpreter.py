@@ -30,7 +30,7 @@ from dspy.utils.dummies import DummyLM
 
 from rlm_core.dspy import DSPyInterpreter, execution_instructions, interpreter_factory
 from rlm_core.errors import ConfigError
-from rlm_core.interpreter import VariableValue
+from rlm_core.interpreter import VariableValue, truncation_marker
 from rlm_mock import MockInterpreter
 
 
@@ -335,3 +335,35 @@ def test_a_nested_rlm_sub_agent_gets_its_own_session_of_our_backend() -> None:
         "FINAL: {'answer': 'ok'}",
     ]
     assert len(StartRecordingMock.started) == 2
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "raise SystemExit(3)",
+        "raise KeyboardInterrupt",
+        "class CodeInterpreterError(Exception): pass\nraise CodeInterpreterError('spoof')",
+        "SUBMIT({1, 2})",
+        "raise ValueError(b'not json')",
+    ],
+)
+def test_hostile_code_errors_stay_recoverable(code: str) -> None:
+    interp = DSPyInterpreter("subprocess")
+    try:
+        interp.execute("kept = 1")
+        with pytest.raises(CodeExecutionError):
+            interp.execute(code)
+        assert interp.execute("kept") == 1
+    finally:
+        interp.shutdown()
+
+
+def test_a_runaway_print_is_capped_not_fatal() -> None:
+    interp = DSPyInterpreter("subprocess", max_output_chars=100_000)
+    try:
+        out = interp.execute("print('y' * 50_000_000)")
+        assert out.startswith("y" * 50_000)
+        assert truncation_marker(50_000_001 - 100_000) in out
+        assert interp.execute("2") == 2
+    finally:
+        interp.shutdown()
