@@ -367,3 +367,14 @@ def test_a_runaway_print_is_capped_not_fatal() -> None:
         assert interp.execute("2") == 2
     finally:
         interp.shutdown()
+
+
+def test_a_timed_out_step_is_recoverable_where_the_backend_survives_it() -> None:
+    interp = DSPyInterpreter("subprocess", timeout=1.0)
+    try:
+        interp.execute("kept = 7")
+        with pytest.raises(CodeExecutionError, match="Timeout"):
+            interp.execute("while True:\n    pass")
+        assert interp.execute("kept") == 7
+    finally:
+        interp.shutdown()
