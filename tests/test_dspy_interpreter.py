@@ -378,3 +378,13 @@ def test_a_timed_out_step_is_recoverable_where_the_backend_survives_it() -> None
         assert interp.execute("kept") == 7
     finally:
         interp.shutdown()
+
+
+def test_tools_without_keywords_still_work(repl: Any) -> None:
+    def scale(value: float, /, *rest: float, factor: float = 2.0) -> list[float]:
+        return [value * factor, *rest]
+
+    repl.tools["scale"] = scale
+    repl.tools["biggest"] = max  # a builtin with no readable signature
+    assert repl.execute("scale(1.5, 7.0, factor=3.0)") == [4.5, 7.0]
+    assert repl.execute("biggest(3, 9, 4)") == 9

@@ -14,7 +14,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import inspect
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
 import anyio.from_thread
@@ -218,9 +218,12 @@ class DSPyInterpreter:
     @_traced
     def invoke_tool(self, tool_name: str, kwargs: dict[str, Any]) -> Any:
         """Call a host tool with keyword arguments, as DSPy's tools expect; awaits coroutines."""
-        if tool_name not in self._tools:
-            raise CodeInterpreterError(f"Unknown tool: {tool_name}")
-        result = self._tools[tool_name](**kwargs)
+        return self._call_tool(tool_name, (), kwargs)
+
+    def _call_tool(self, name: str, args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
+        if name not in self._tools:
+            raise CodeInterpreterError(f"Unknown tool: {name}")
+        result = self._tools[name](*args, **kwargs)
         if inspect.isawaitable(result):
             # Tools run on a worker thread of the sandbox's event loop: await there.
             return anyio.from_thread.run(_awaited, result)
@@ -298,17 +301,28 @@ class DSPyInterpreter:
 
     def _host_tool(self, name: str, fn: Callable[..., Any]) -> HostTool:
         """The host side of a guest tool: arguments by name, through DSPy's callbacks."""
-        signature = inspect.signature(fn)
+        try:
+            signature = inspect.signature(fn)
+        except (TypeError, ValueError):  # a builtin without one: accept what the guest sends
+            signature = _ANY_ARGUMENTS
 
         def call(*args: Any, **kwargs: Any) -> Any:
             positional, named = _by_name(signature, args, kwargs)
-            if positional:
-                return self._tools[name](*positional, **named)
+            if positional:  # positional-only or *args: DSPy's keyword-only path cannot carry them
+                return self._call_tool(name, positional, named)
             return self.invoke_tool(name, named)
 
         call.__signature__ = signature  # type: ignore[attr-defined]
         call.__doc__ = fn.__doc__
         return call
+
+
+_ANY_ARGUMENTS = inspect.Signature(
+    [
+        inspect.Parameter("args", inspect.Parameter.VAR_POSITIONAL),
+        inspect.Parameter("kwargs", inspect.Parameter.VAR_KEYWORD),
+    ]
+)
 
 
 async def _awaited(awaitable: Any) -> Any:
