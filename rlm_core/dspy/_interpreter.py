@@ -2,8 +2,9 @@
 
 ``dspy.RLM``, ``dspy.ProgramOfThought``, ``dspy.CodeAct`` and ``dspy.Flex`` run their code on
 whatever ``interpreter_factory`` returns. :func:`interpreter_factory` makes such a factory for a
-backend given by name, spec string, class or instance, so DSPy's own loop runs on Docker, E2B,
-Modal, a local subprocess or the hardened Deno sandbox. The adapter follows DSPy 3.4's
+backend given by name, spec string, class or callable (:class:`DSPyInterpreter` also wraps an
+instance), so DSPy's own loop runs on Docker, E2B, Modal, a local subprocess or the hardened
+Deno sandbox. The adapter follows DSPy 3.4's
 contract: a mutable ``tools`` dict, a lazy idempotent ``start()``, ``execute(code, variables)``
 returning the final value or ``FinalOutput``, recoverable ``CodeExecutionError``/``SyntaxError``
 against terminal ``CodeInterpreterError``, ``shutdown()`` and DSPy's callbacks.
@@ -11,24 +12,20 @@ against terminal ``CodeInterpreterError``, ``shutdown()`` and DSPy's callbacks.
 
 from __future__ import annotations
 
-import ast
 import contextlib
 import inspect
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
 import anyio.from_thread
-from dspy.primitives.code_interpreter import (
-    CodeExecutionError,
-    CodeInterpreterError,
-    FinalOutput,
-)
+from dspy.primitives.code_interpreter import CodeInterpreterError
 from dspy.utils.callback import BaseCallback, with_callbacks
 
 from rlm_core.config import Settings, load_settings
+from rlm_core.dspy._results import execution_instructions, to_dspy
 from rlm_core.dspy._variables import BoundVariables
 from rlm_core.errors import ConfigError, InterpreterError
-from rlm_core.interpreter import Capabilities, ExecutionResult, HostTool, Interpreter, SubmitField
+from rlm_core.interpreter import Capabilities, HostTool, Interpreter, SubmitField
 from rlm_core.registry import InterpreterSpec, create
 from rlm_core.sync import BlockingInterpreter
 
@@ -36,7 +33,6 @@ __all__ = [
     "DEFAULT_MAX_OUTPUT_CHARS",
     "DSPyInterpreter",
     "InterpreterFactory",
-    "execution_instructions",
     "interpreter_factory",
 ]
 
@@ -60,35 +56,6 @@ def _traced(method: _F) -> _F:
 def _alias(name: str) -> str:
     """The name a DSPy-reserved global travels under: our name rules refuse a leading ``__``."""
     return _ALIAS_PREFIX + name
-
-
-_ISOLATION_TEXT = {
-    "none": "in the host process itself (no isolation: a test backend, not a sandbox)",
-    "process": "in a separate local Python process (not a security boundary)",
-    "wasm": "in Pyodide/WebAssembly inside a locked-down Deno process",
-    "container": "in a container",
-    "microvm": "in a micro-VM",
-}
-
-
-def execution_instructions(capabilities: Capabilities) -> str:
-    """DSPy's "Execution environment" text for a backend, from what it enforces."""
-    python = f"Python {capabilities.python_version}" if capabilities.python_version else "Python"
-    packages = "The standard library (re, json, collections, math, ...) is available" + (
-        "; so are " + ", ".join(capabilities.packages) + "." if capabilities.packages else "."
-    )
-    return " ".join(
-        [
-            f"{python} runs {_ISOLATION_TEXT[capabilities.isolation]}.",
-            "State persists across executions; the inputs are bound once and stay bound.",
-            "Printed output and the value of a final expression are both shown.",
-            packages,
-            "Network access is "
-            + ("available." if capabilities.network else "blocked.")
-            + " The filesystem is "
-            + ("writable." if capabilities.writable_filesystem else "read-only."),
-        ]
-    )
 
 
 class DSPyInterpreter:
@@ -213,7 +180,7 @@ class DSPyInterpreter:
             result = repl.execute(
                 code, timeout=self.timeout, max_output_chars=self.max_output_chars
             )
-        return _to_dspy(result)
+        return to_dspy(result)
 
     @_traced
     def invoke_tool(self, tool_name: str, kwargs: dict[str, Any]) -> Any:
@@ -350,32 +317,6 @@ def _by_name(
         else:
             named[key] = value
     return positional, named
-
-
-def _to_dspy(result: ExecutionResult) -> Any:
-    if result.submitted is not None:
-        return FinalOutput(dict(result.submitted))
-    error = result.error
-    if error is not None:
-        printed = result.stdout + result.stderr
-        before = f"\n(output before the error)\n{printed}" if printed else ""
-        if error.type == "SyntaxError":
-            raise SyntaxError(f"Invalid Python syntax. message: {error}{before}")
-        raise CodeExecutionError(f"{error}{before}")
-    if result.timed_out:
-        raise CodeExecutionError("TimeoutError: the code ran past its timeout and was stopped")
-    printed = result.stdout + result.stderr
-    if not printed:
-        return None if result.value is None else _python_value(result.value)
-    return printed if result.value is None else f"{printed}{result.value}"
-
-
-def _python_value(text: str) -> Any:
-    """The value a repr stands for when it is a literal; otherwise the repr itself."""
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-        return text
 
 
 def _build(
