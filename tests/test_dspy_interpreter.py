@@ -8,6 +8,7 @@ inputs it re-passes on every step, sent only when they change.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextvars
 import dataclasses
 import os
@@ -388,3 +389,16 @@ def test_tools_without_keywords_still_work(repl: Any) -> None:
     repl.tools["biggest"] = max  # a builtin with no readable signature
     assert repl.execute("scale(1.5, 7.0, factor=3.0)") == [4.5, 7.0]
     assert repl.execute("biggest(3, 9, 4)") == 9
+
+
+def test_concurrent_calls_each_get_their_own_session() -> None:
+    rlm = dspy.RLM("context -> answer", interpreter_factory=interpreter_factory("subprocess"))
+
+    def one_call(size: int) -> str:
+        lm = DummyLM([{"reasoning": "r", "code": "SUBMIT(answer=f'{len(context)}')"}])
+        with dspy.context(lm=lm):
+            return str(rlm(context="x" * size).answer)
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=3) as pool:
+        answers = list(pool.map(one_call, [10, 20, 30]))
+    assert answers == ["10", "20", "30"]
