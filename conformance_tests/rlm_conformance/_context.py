@@ -1,9 +1,10 @@
 """The caller's context: host tools run with the contextvars of the code that called ``execute``.
 
 Frameworks keep per-request state in contextvars (``dspy.context(lm=...)``, tracing spans,
-request ids); a tool that cannot see them talks to the wrong model or loses its trace. If this
-group fails, look at where the backend runs host tools: a thread or task started without a copy
-of the caller's context (``contextvars.copy_context()``) sees only defaults.
+request ids); a tool that cannot see them talks to the wrong model or loses its trace.
+
+If this group fails, look at where the backend runs host tools: a thread or task started without
+a copy of the caller's context (``contextvars.copy_context()``) sees only defaults.
 """
 
 from __future__ import annotations

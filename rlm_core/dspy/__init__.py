@@ -21,10 +21,10 @@ from rlm_core.dspy._interpreter import (
     DEFAULT_MAX_OUTPUT_CHARS,
     DSPyInterpreter,
     InterpreterFactory,
-    execution_instructions,
     interpreter_factory,
 )
 from rlm_core.dspy._module import RLMModule
+from rlm_core.dspy._results import execution_instructions
 
 __all__ = [
     "DEFAULT_MAX_OUTPUT_CHARS",

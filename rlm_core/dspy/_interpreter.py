@@ -2,8 +2,9 @@
 
 ``dspy.RLM``, ``dspy.ProgramOfThought``, ``dspy.CodeAct`` and ``dspy.Flex`` run their code on
 whatever ``interpreter_factory`` returns. :func:`interpreter_factory` makes such a factory for a
-backend given by name, spec string, class or instance, so DSPy's own loop runs on Docker, E2B,
-Modal, a local subprocess or the hardened Deno sandbox. The adapter follows DSPy 3.4's
+backend given by name, spec string, class or callable (:class:`DSPyInterpreter` also wraps an
+instance), so DSPy's own loop runs on Docker, E2B, Modal, a local subprocess or the hardened
+Deno sandbox. The adapter follows DSPy 3.4's
 contract: a mutable ``tools`` dict, a lazy idempotent ``start()``, ``execute(code, variables)``
 returning the final value or ``FinalOutput``, recoverable ``CodeExecutionError``/``SyntaxError``
 against terminal ``CodeInterpreterError``, ``shutdown()`` and DSPy's callbacks.
@@ -11,24 +12,20 @@ against terminal ``CodeInterpreterError``, ``shutdown()`` and DSPy's callbacks.
 
 from __future__ import annotations
 
-import ast
+import contextlib
 import inspect
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
 import anyio.from_thread
-from dspy.primitives.code_interpreter import (
-    CodeExecutionError,
-    CodeInterpreterError,
-    FinalOutput,
-)
+from dspy.primitives.code_interpreter import CodeInterpreterError
 from dspy.utils.callback import BaseCallback, with_callbacks
 
 from rlm_core.config import Settings, load_settings
+from rlm_core.dspy._results import execution_instructions, to_dspy
 from rlm_core.dspy._variables import BoundVariables
 from rlm_core.errors import ConfigError, InterpreterError
-from rlm_core.interpreter import Capabilities, ExecutionResult, HostTool, Interpreter, SubmitField
+from rlm_core.interpreter import Capabilities, HostTool, Interpreter, SubmitField
 from rlm_core.registry import InterpreterSpec, create
 from rlm_core.sync import BlockingInterpreter
 
@@ -36,7 +33,6 @@ __all__ = [
     "DEFAULT_MAX_OUTPUT_CHARS",
     "DSPyInterpreter",
     "InterpreterFactory",
-    "execution_instructions",
     "interpreter_factory",
 ]
 
@@ -60,37 +56,6 @@ def _traced(method: _F) -> _F:
 def _alias(name: str) -> str:
     """The name a DSPy-reserved global travels under: our name rules refuse a leading ``__``."""
     return _ALIAS_PREFIX + name
-
-
-_ISOLATION_TEXT = {
-    "none": "in the host process itself (no isolation: a test backend, not a sandbox)",
-    "process": "in a separate local Python process (not a security boundary)",
-    "wasm": "in Pyodide/WebAssembly inside a locked-down Deno process",
-    "container": "in a container",
-    "microvm": "in a micro-VM",
-}
-
-
-def execution_instructions(capabilities: Capabilities) -> str:
-    """DSPy's "Execution environment" text for a backend, from what it enforces."""
-    python = f"Python {capabilities.python_version}" if capabilities.python_version else "Python"
-    packages = (
-        "Third-party packages available: " + ", ".join(capabilities.packages) + "."
-        if capabilities.packages
-        else "Only the standard library is available (re, json, collections, math, ...)."
-    )
-    return " ".join(
-        [
-            f"{python} runs {_ISOLATION_TEXT[capabilities.isolation]}.",
-            "State persists across executions; the inputs are bound once and stay bound.",
-            "Printed output and the value of a final expression are both shown.",
-            packages,
-            "Network access is "
-            + ("available." if capabilities.network else "blocked.")
-            + " The filesystem is "
-            + ("writable." if capabilities.writable_filesystem else "read-only."),
-        ]
-    )
 
 
 class DSPyInterpreter:
@@ -215,14 +180,17 @@ class DSPyInterpreter:
             result = repl.execute(
                 code, timeout=self.timeout, max_output_chars=self.max_output_chars
             )
-        return _to_dspy(result)
+        return to_dspy(result)
 
     @_traced
     def invoke_tool(self, tool_name: str, kwargs: dict[str, Any]) -> Any:
         """Call a host tool with keyword arguments, as DSPy's tools expect; awaits coroutines."""
-        if tool_name not in self._tools:
-            raise CodeInterpreterError(f"Unknown tool: {tool_name}")
-        result = self._tools[tool_name](**kwargs)
+        return self._call_tool(tool_name, (), kwargs)
+
+    def _call_tool(self, name: str, args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
+        if name not in self._tools:
+            raise CodeInterpreterError(f"Unknown tool: {name}")
+        result = self._tools[name](*args, **kwargs)
         if inspect.isawaitable(result):
             # Tools run on a worker thread of the sandbox's event loop: await there.
             return anyio.from_thread.run(_awaited, result)
@@ -230,7 +198,7 @@ class DSPyInterpreter:
 
     # ---- helpers ---------------------------------------------------------------------------
 
-    @contextmanager
+    @contextlib.contextmanager
     def _terminal(self, doing: str) -> Iterator[None]:
         """Turn our interpreter errors into DSPy's terminal ``CodeInterpreterError``."""
         if self._ended is not None:
@@ -240,6 +208,10 @@ class DSPyInterpreter:
         except InterpreterError as exc:
             self._ended = f"the sandbox session ended while {doing}: {exc}"
             self._variables.forget()
+            repl, self._repl = self._repl, None
+            if repl is not None:  # free the sandbox and the event loop thread now
+                with contextlib.suppress(Exception):
+                    repl.close()
             raise CodeInterpreterError(self._ended) from exc
         except (ConfigError, TypeError) as exc:  # refused before anything was sent
             raise CodeInterpreterError(f"{doing}: {exc}") from exc
@@ -296,17 +268,28 @@ class DSPyInterpreter:
 
     def _host_tool(self, name: str, fn: Callable[..., Any]) -> HostTool:
         """The host side of a guest tool: arguments by name, through DSPy's callbacks."""
-        signature = inspect.signature(fn)
+        try:
+            signature = inspect.signature(fn)
+        except (TypeError, ValueError):  # a builtin without one: accept what the guest sends
+            signature = _ANY_ARGUMENTS
 
         def call(*args: Any, **kwargs: Any) -> Any:
             positional, named = _by_name(signature, args, kwargs)
-            if positional:
-                return self._tools[name](*positional, **named)
+            if positional:  # positional-only or *args: DSPy's keyword-only path cannot carry them
+                return self._call_tool(name, positional, named)
             return self.invoke_tool(name, named)
 
         call.__signature__ = signature  # type: ignore[attr-defined]
         call.__doc__ = fn.__doc__
         return call
+
+
+_ANY_ARGUMENTS = inspect.Signature(
+    [
+        inspect.Parameter("args", inspect.Parameter.VAR_POSITIONAL),
+        inspect.Parameter("kwargs", inspect.Parameter.VAR_KEYWORD),
+    ]
+)
 
 
 async def _awaited(awaitable: Any) -> Any:
@@ -336,32 +319,6 @@ def _by_name(
     return positional, named
 
 
-def _to_dspy(result: ExecutionResult) -> Any:
-    if result.submitted is not None:
-        return FinalOutput(dict(result.submitted))
-    error = result.error
-    if error is not None:
-        printed = result.stdout + result.stderr
-        before = f"\n(output before the error)\n{printed}" if printed else ""
-        if error.type == "SyntaxError":
-            raise SyntaxError(f"Invalid Python syntax. message: {error}{before}")
-        raise CodeExecutionError(f"{error}{before}")
-    if result.timed_out:
-        raise CodeExecutionError("TimeoutError: the code ran past its timeout and was stopped")
-    printed = result.stdout + result.stderr
-    if not printed:
-        return None if result.value is None else _python_value(result.value)
-    return printed if result.value is None else f"{printed}{result.value}"
-
-
-def _python_value(text: str) -> Any:
-    """The value a repr stands for when it is a literal; otherwise the repr itself."""
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-        return text
-
-
 def _build(
     spec: InterpreterSpec | None, settings: Settings | None, options: dict[str, Any]
 ) -> Interpreter:
@@ -379,7 +336,7 @@ class InterpreterFactory:
     """
 
     def __init__(self, interpreter: InterpreterSpec | None = None, **options: Any) -> None:
-        if isinstance(interpreter, Interpreter):
+        if not isinstance(interpreter, type) and isinstance(interpreter, Interpreter):
             raise ConfigError(
                 "a factory makes a new sandbox per DSPy call, so it needs a name, spec, class "
                 "or zero-argument callable, not an interpreter instance; wrap one instance in "

@@ -32,14 +32,17 @@ class _Bound:
     fingerprint: object
 
 
-def _fingerprint(value: Any, converted: VariableValue) -> object:
+def _fingerprint(value: Any) -> object:
     if isinstance(value, str | bytes):
         # str and bytes cache their hash after the first call, so a repeat costs nothing.
         return (type(value), len(value), hash(value))
     if isinstance(value, _IMMUTABLE):
         return (type(value), value)
-    digest = hashlib.blake2b(pydantic_core.to_json(converted), digest_size=16).digest()
-    return (type(value), digest)
+    try:  # one pass in Rust over the container; no Python copy of it is built
+        encoded = pydantic_core.to_json(value)
+    except (pydantic_core.PydanticSerializationError, ValueError):
+        return (type(value), id(value), object())  # never equal: to_json() will explain on send
+    return (type(value), hashlib.blake2b(encoded, digest_size=16).digest())
 
 
 class BoundVariables:
@@ -59,11 +62,11 @@ class BoundVariables:
             bound = self._bound.get(name)
             if bound is not None and bound.source is value and isinstance(value, _IMMUTABLE):
                 continue
-            converted: VariableValue = value if isinstance(value, str | bytes) else to_json(value)
-            fingerprint = _fingerprint(value, converted)
+            fingerprint = _fingerprint(value)
             if bound is not None and bound.fingerprint == fingerprint:
                 self._bound[name] = _Bound(value, fingerprint)  # the same value, a new object
                 continue
+            converted: VariableValue = value if isinstance(value, str | bytes) else to_json(value)
             changed[name] = (value, converted, fingerprint)
         return changed
 
