@@ -13,7 +13,6 @@ import functools
 import inspect
 import json
 import keyword
-import types
 import typing
 from collections.abc import Mapping
 from typing import Any, ClassVar, Literal, Union
@@ -21,6 +20,7 @@ from typing import Any, ClassVar, Literal, Union
 import pydantic
 
 from rlm_core.errors import ConfigError
+from rlm_core.tools import type_name
 
 __all__ = [
     "Field",
@@ -295,26 +295,6 @@ def _check_names(spec: SignatureSpec) -> None:
 
 
 # ---- values -------------------------------------------------------------------------------
-
-
-def type_name(annotation: Any) -> str:
-    """Render a type annotation the way a Python programmer writes it."""
-    if annotation is None or annotation is type(None):
-        return "None"
-    if annotation is Any:
-        return "Any"
-    origin = typing.get_origin(annotation)
-    if origin is Literal:
-        return "Literal[" + ", ".join(repr(a) for a in typing.get_args(annotation)) + "]"
-    if origin in (Union, types.UnionType):
-        return " | ".join(type_name(a) for a in typing.get_args(annotation))
-    if origin is not None:
-        args = typing.get_args(annotation)
-        base = getattr(origin, "__name__", str(origin))
-        return f"{base}[{', '.join(type_name(a) for a in args)}]" if args else base
-    if isinstance(annotation, type):
-        return annotation.__name__
-    return str(annotation).replace("typing.", "")
 
 
 @functools.lru_cache(maxsize=256)

@@ -13,8 +13,10 @@ import dataclasses
 import functools
 import inspect
 import math
+import types
+import typing
 from collections.abc import Mapping
-from typing import Literal, TypeAlias
+from typing import Any, Literal, TypeAlias, Union
 
 import anyio
 import pydantic_core
@@ -33,6 +35,7 @@ __all__ = [
     "describe_tools",
     "stops_the_run",
     "to_json",
+    "type_name",
 ]
 
 ParamKind: TypeAlias = Literal[
@@ -116,10 +119,24 @@ class ToolSpec:
 
 
 def _annotation_text(annotation: object) -> str:
-    if annotation is inspect.Parameter.empty:
-        return ""
-    if isinstance(annotation, str):
-        return annotation
+    return "" if annotation is inspect.Parameter.empty else type_name(annotation)
+
+
+def type_name(annotation: Any) -> str:
+    """Render a type annotation the way a Python programmer writes it."""
+    if annotation is None or annotation is type(None):
+        return "None"
+    if annotation is Any:
+        return "Any"
+    origin = typing.get_origin(annotation)
+    if origin is Literal:
+        return "Literal[" + ", ".join(repr(a) for a in typing.get_args(annotation)) + "]"
+    if origin in (Union, types.UnionType):
+        return " | ".join(type_name(a) for a in typing.get_args(annotation))
+    if origin is not None:
+        args = typing.get_args(annotation)
+        base = getattr(origin, "__name__", str(origin))
+        return f"{base}[{', '.join(type_name(a) for a in args)}]" if args else base
     if isinstance(annotation, type):
         return annotation.__name__
     return str(annotation).replace("typing.", "")
