@@ -440,9 +440,11 @@ class Run:
         return self.depth < self.config.max_depth
 
     def _system_prompt(self, caps: Capabilities) -> str:
+        builtins = {n: f for n, f in self._host_tools().items() if n in BUILTIN_TOOL_NAMES}
         return wording.system_prompt(
             self.spec,
             capabilities=caps,
+            builtins={t.name: t.render() for t in describe_tools(builtins)},
             tools=self._tool_specs,
             max_iterations=self.config.max_iterations,
             sub_calls_left=self.ledger.sub_calls_left,
@@ -593,7 +595,7 @@ class Run:
                 except BaseException as exc:  # one failed slot must not fail the batch
                     if stops_the_run(exc):
                         raise
-                    answers[i] = f"[ERROR] {error_text(exc)}"
+                    answers[i] = f"{wording.FAILED_PROMPT_PREFIX} {error_text(exc)}"
 
         async with anyio.create_task_group() as tg:
             for i, prompt in enumerate(prompts):

@@ -7,7 +7,7 @@ here only format; they make no decisions about the run.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rlm_core.interpreter import (
@@ -20,6 +20,7 @@ from rlm_core.signature import Field, SignatureSpec
 from rlm_core.tools import ToolSpec
 
 __all__ = [
+    "FAILED_PROMPT_PREFIX",
     "NO_OUTPUT",
     "PREVIEW_CHARS",
     "budget_note",
@@ -36,6 +37,9 @@ __all__ = [
     "system_prompt",
     "wrong_language",
 ]
+
+FAILED_PROMPT_PREFIX = "[ERROR]"
+"""How an answer of ``llm_query_batched`` starts when its prompt failed."""
 
 PREVIEW_CHARS = 1_000
 """Characters of each input shown to the model (head and tail)."""
@@ -103,6 +107,7 @@ def system_prompt(
     spec: SignatureSpec,
     *,
     capabilities: Capabilities,
+    builtins: Mapping[str, str],
     tools: Sequence[ToolSpec],
     max_iterations: int,
     sub_calls_left: int | None,
@@ -110,25 +115,29 @@ def system_prompt(
     cell_timeout_s: float | None,
     max_output_chars: int,
 ) -> str:
-    """The system message: the role, the REPL, its built-ins and tools, the budget, the rules."""
+    """The system message: the role, the REPL, its built-ins and tools, the budget, the rules.
+
+    ``builtins`` maps each built-in tool the guest has to its rendered signature, read from the
+    function itself, so the prompt cannot drift from what the guest calls.
+    """
     outputs = ", ".join(f.name for f in spec.outputs)
-    builtins = [
-        "- `llm_query(prompt: str) -> str`: ask a language model about a piece of text "
+    builtin_lines = [
+        f"- `{builtins['llm_query']}`: ask a language model about a piece of text "
         "(it sees only the prompt you pass; it can read a few hundred thousand characters).",
-        "- `llm_query_batched(prompts: list[str]) -> list[str]`: many llm_query calls run "
+        f"- `{builtins['llm_query_batched']}`: many llm_query calls run "
         "concurrently; answers come back in order; a failed prompt gives a string starting "
-        "with '[ERROR]'. Much faster than a loop of llm_query.",
+        f"with '{FAILED_PROMPT_PREFIX}'. Much faster than a loop of llm_query.",
     ]
     if can_recurse:
-        builtins.append(
-            "- `rlm_query(prompt: str, context=None) -> str`: hand a sub-task to another "
+        builtin_lines.append(
+            f"- `{builtins['rlm_query']}`: hand a sub-task to another "
             "agent like you, with its own REPL holding `context` (any JSON value or string)."
         )
-    builtins.append(
+    builtin_lines.append(
         f"- `SUBMIT({outputs})`: give the final outputs (positionally or by keyword) and end the "
         "run at once."
     )
-    builtins.append(
+    builtin_lines.append(
         "- `print(...)`: the only way to see values; output is cut to "
         f"{max_output_chars:,} characters (head and tail) per step."
     )
@@ -145,7 +154,7 @@ def system_prompt(
         "remains, what this step does), then exactly one ```python code block. The code runs, "
         "and you see its output in the next message. Never write the output yourself.",
         "The REPL sandbox:\n" + "\n".join(_capabilities_text(capabilities, cell_timeout_s)),
-        "Built-in functions:\n" + "\n".join(builtins),
+        "Built-in functions:\n" + "\n".join(builtin_lines),
     ]
     if tools:
         parts.append(

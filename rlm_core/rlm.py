@@ -212,18 +212,14 @@ class RLM:
         first_use = [True]
 
         def make() -> tuple[Interpreter, bool]:
-            if isinstance(spec, str):
+            if isinstance(spec, str):  # configured backend options apply to names and specs
                 return self.settings.create_interpreter(spec), True
-            if isinstance(spec, type):
-                return create(spec), True
-            if isinstance(spec, Interpreter):
+            if isinstance(spec, Interpreter) and not isinstance(spec, type):
                 if first_use[0]:
                     first_use[0] = False
-                    return spec, False
-                return create(type(spec)), True
-            if callable(spec):
-                return create(spec), True
-            raise ConfigError(f"cannot make an interpreter from a {type(spec).__name__}")
+                    return spec, False  # the caller's own instance, which the caller closes
+                return create(type(spec)), True  # its replacement, after the first was lost
+            return create(spec), True  # a class or a factory; anything else: ConfigError
 
         return make
 

@@ -56,6 +56,18 @@ def test_batched_results_in_order_with_failed_slot_reported() -> None:
     sub = ScriptedLM(answer)
     result = RLM("q -> r: list[str]", lm=lm, sub_lm=sub, interpreter=MockInterpreter)(q="?")
     assert result.r == ["A", "[ERROR] LMError: provider said no", "C"]
+    system = lm.calls[0][0]["content"]
+    assert "a failed prompt gives a string starting with '[ERROR]'" in system
+
+
+def test_prompt_shows_the_built_in_tools_as_the_guest_calls_them() -> None:
+    """The built-ins' signatures in the prompt are read from the functions, defaults included."""
+    lm = ScriptedLM([py("SUBMIT(1)")])
+    RLM("q -> n: int", lm=lm, interpreter=MockInterpreter, max_depth=1)(q="?")
+    system = lm.calls[0][0]["content"]
+    assert "`llm_query(prompt: str) -> str`" in system
+    assert "`llm_query_batched(prompts: list[str]) -> list[str]`" in system
+    assert "`rlm_query(prompt: str, context: Any = None) -> str`" in system
 
 
 class ConcurrencyProbe:
