@@ -55,10 +55,13 @@ from rlm_core.trajectory import (
     guess_call_line,
 )
 
-__all__ = ["BUILTIN_TOOL_NAMES", "Run", "RunConfig"]
+__all__ = ["BUILTIN_TOOL_NAMES", "RESERVED_NAMES", "Run", "RunConfig"]
 
 BUILTIN_TOOL_NAMES = frozenset({"llm_query", "llm_query_batched", "rlm_query"})
 """Host tools every run registers; user tools and inputs may not take these names."""
+
+RESERVED_NAMES = GUEST_BUILTINS | BUILTIN_TOOL_NAMES
+"""Every name a run's guest defines itself: inputs and user tools must choose others."""
 
 _run_ids = itertools.count(1)
 
@@ -134,7 +137,7 @@ class Run:
         self._last_lm_seconds = 0.0
         self._tools = self._host_tools()
         self._tool_specs: tuple[ToolSpec, ...] = describe_tools(
-            dict(config.user_tools), reserved=GUEST_BUILTINS | BUILTIN_TOOL_NAMES
+            dict(config.user_tools), reserved=RESERVED_NAMES
         )
 
     # ---- events -------------------------------------------------------------------------

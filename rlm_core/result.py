@@ -10,11 +10,6 @@ from rlm_core.trajectory import Step
 
 __all__ = ["RESERVED_RESULT_NAMES", "RLMResult"]
 
-RESERVED_RESULT_NAMES = frozenset(
-    {"outputs", "trajectory", "steps", "final_reasoning", "usage", "extracted", "to_dict"}
-)
-"""Attributes of :class:`RLMResult`; output fields may not use these names."""
-
 
 class RLMResult:
     """The outputs of one run, plus how they were reached.
@@ -77,3 +72,7 @@ class RLMResult:
         shown = ", ".join(f"{k}={v!r}" for k, v in self._outputs.items())
         note = ", extracted=True" if self.extracted else ""
         return f"RLMResult({shown}{note})"
+
+
+RESERVED_RESULT_NAMES = frozenset(name for name in vars(RLMResult) if not name.startswith("_"))
+"""Public attributes of :class:`RLMResult` (read from the class); outputs may not use them."""

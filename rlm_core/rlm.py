@@ -22,9 +22,9 @@ from rlm_core.budget import Budget, Ledger
 from rlm_core.config import Settings, load_settings
 from rlm_core.errors import ConfigError
 from rlm_core.inputs import prepare_inputs
-from rlm_core.interpreter import GUEST_BUILTINS, HostTool, Interpreter, VariableValue
+from rlm_core.interpreter import HostTool, Interpreter, VariableValue, check_variable_name
 from rlm_core.lm import LM, resolve_lm
-from rlm_core.loop import BUILTIN_TOOL_NAMES, Run, RunConfig
+from rlm_core.loop import RESERVED_NAMES, Run, RunConfig
 from rlm_core.observe.cassette import Cassette
 from rlm_core.observe.wiring import CallWatch
 from rlm_core.registry import InterpreterSpec, create
@@ -33,10 +33,7 @@ from rlm_core.signature import Signature, SignatureSpec, ensure_signature
 from rlm_core.tools import describe_tools
 from rlm_core.trajectory import Event, EventLog
 
-__all__ = ["RESERVED_INPUT_NAMES", "RLM"]
-
-RESERVED_INPUT_NAMES = GUEST_BUILTINS | BUILTIN_TOOL_NAMES
-"""Names an input may not take: they are already defined in the REPL."""
+__all__ = ["RLM"]
 
 _REPLAYED_SETTINGS = {
     "max_iterations",
@@ -161,12 +158,12 @@ class RLM:
     # ---- validation ---------------------------------------------------------------------
 
     def _check_names(self) -> None:
-        describe_tools(self.tools, reserved=RESERVED_INPUT_NAMES)
+        describe_tools(self.tools, reserved=RESERVED_NAMES)
         for f in self.signature.inputs:
-            if f.name in RESERVED_INPUT_NAMES or f.name.startswith("__"):
-                raise ConfigError(
-                    f"input {f.name!r} would shadow the REPL's built-in {f.name!r}; rename it"
-                )
+            try:
+                check_variable_name(f.name, reserved=RESERVED_NAMES)
+            except ConfigError as exc:
+                raise ConfigError(f"input {f.name!r}: {exc}") from None
             if f.name in self.tools:
                 raise ConfigError(f"input {f.name!r} has the same name as a tool; rename one")
         for f in self.signature.outputs:
@@ -246,7 +243,7 @@ class RLM:
             instructions=self.signature.instructions,
             inputs=bound,
             settings=s.model_dump(include=_REPLAYED_SETTINGS),
-            tools=describe_tools(self.tools, reserved=RESERVED_INPUT_NAMES),
+            tools=describe_tools(self.tools, reserved=RESERVED_NAMES),
             lm=lm,
             sub_lm=sub_lm,
         )

@@ -29,7 +29,7 @@ def never_called() -> MockInterpreter:
 
 @pytest.mark.parametrize("name", ["llm_query", "llm_query_batched", "rlm_query", "SUBMIT", "print"])
 def test_inputs_may_not_shadow_builtins(name: str) -> None:
-    with pytest.raises(ConfigError, match="shadow"):
+    with pytest.raises(ConfigError, match=f"input {name!r}: .*reserved"):
         RLM(f"{name} -> answer", lm=ScriptedLM([]), interpreter=never_called)
 
 
