@@ -19,7 +19,7 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from rlm_core.errors import ConfigError
-from rlm_core.interpreter import Interpreter
+from rlm_core.interpreter import DEFAULT_MAX_OUTPUT_CHARS, Interpreter
 from rlm_core.registry import KNOWN_BACKENDS, available, check_installed, create, parse_spec
 
 __all__ = ["ENV_PREFIX", "Settings", "find_project_file", "load_settings"]
@@ -38,7 +38,9 @@ class Settings(BaseModel):
     api_base: str | None = Field(None, description="Base URL of an OpenAI-compatible server.")
     max_iterations: int = Field(20, gt=0, description="REPL steps before the extract fallback.")
     max_llm_calls: int = Field(50, ge=0, description="Sub-LLM calls for the whole run tree.")
-    max_output_chars: int = Field(10_000, gt=0, description="Characters of output per step.")
+    max_output_chars: int = Field(
+        DEFAULT_MAX_OUTPUT_CHARS, gt=0, description="Characters of output per step."
+    )
     cell_timeout_s: float | None = Field(120.0, gt=0, description="Timeout of one cell.")
     max_depth: int = Field(1, ge=0, description="How deep rlm_query may recurse.")
     batch_concurrency: int = Field(16, gt=0, description="Parallel llm_query_batched calls.")
