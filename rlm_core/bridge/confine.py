@@ -60,6 +60,8 @@ def _write(path: str, text: str) -> None:
 
 def _enter_namespaces() -> bool:
     """Unshare PID and mount namespaces (through a user namespace when not root)."""
+    if os.environ.get("RLM_CONFINE_NO_NAMESPACES"):  # tests of the fallback set this
+        return False
     uid, gid = os.getuid(), os.getgid()
     try:
         if uid == 0:
