@@ -41,6 +41,12 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--max-calls", type=int, default=8, help="model calls in flight at once")
     p.add_argument("--rpm", type=float, help="model calls started per minute, at most")
     p.add_argument("--max-iterations", type=int, default=10, help="RLM steps per run")
+    p.add_argument(
+        "--cell-timeout",
+        type=float,
+        default=600.0,
+        help="seconds per REPL step (default 600: depth-2 steps wait for whole child runs)",
+    )
     p.add_argument("--max-llm-calls", type=int, default=200, help="sub-calls per RLM run")
     p.add_argument("--out", default="rlm-bench", help="folder for results and reports")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
@@ -104,6 +110,7 @@ def main(args: argparse.Namespace) -> int:
         calls_per_minute=args.rpm,
         max_iterations=args.max_iterations,
         max_llm_calls=args.max_llm_calls,
+        cell_timeout_s=args.cell_timeout,
     )
     _check(config)
     items, tasks = _items(args, lengths)

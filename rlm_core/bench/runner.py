@@ -59,7 +59,8 @@ class BenchConfig:
     calls_per_minute: float | None = None
     max_iterations: int = 10
     max_llm_calls: int = 200
-    cell_timeout_s: float = 120.0
+    cell_timeout_s: float = 600.0
+    """A depth-2 step runs whole child RLMs; the per-run timeout is the real limit."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
