@@ -10,9 +10,9 @@ that needs only the contract and the bridge does not pay for the loop, litellm o
 
 from __future__ import annotations
 
-import ast
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from rlm_core._lazy import attach
 
 if TYPE_CHECKING:
     from rlm_core.config import Settings, load_settings
@@ -84,35 +84,4 @@ __all__ = [
     "truncate_output",
 ]
 
-
-def _homes() -> dict[str, str]:
-    """Map each public name to its module, read from the ``TYPE_CHECKING`` imports above.
-
-    Those imports are the one list of where each name lives: type checkers read them, and this
-    reads them too, so the lazy path cannot drift from what mypy sees.
-    """
-    with open(__file__, encoding="utf-8") as source:
-        tree = ast.parse(source.read())
-    block = next(node for node in tree.body if isinstance(node, ast.If))
-    return {
-        alias.name: node.module
-        for node in block.body
-        if isinstance(node, ast.ImportFrom) and node.module
-        for alias in node.names
-    }
-
-
-_MODULE_OF = _homes()
-
-
-def __getattr__(name: str) -> Any:
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module 'rlm_core' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = attach(__name__, __file__, __all__)

@@ -16,18 +16,21 @@ import signal
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import anyio
 
+from rlm_core.batch.cli import add_parser as add_batch_parser
+from rlm_core.batch.cli import run as run_batch
 from rlm_core.bench.cli import add_parser as add_bench_parser
 from rlm_core.bench.cli import main as bench_main
-from rlm_core.config import Settings, load_settings
 from rlm_core.errors import ConfigError, InterpreterError, RLMError, RunError
-from rlm_core.lm import LM, resolve_lm
 from rlm_core.observe.commands import add_commands, run_replay, run_view
-from rlm_core.registry import DISTRIBUTION, KNOWN_BACKENDS, available, install_hint
-from rlm_core.trajectory import Event
+
+if TYPE_CHECKING:  # the modules below load pydantic and litellm: only commands that run need them
+    from rlm_core.config import Settings
+    from rlm_core.lm import LM
+    from rlm_core.trajectory import Event
 
 __all__ = ["main"]
 
@@ -45,8 +48,21 @@ A local OpenAI-compatible server (vLLM, llama.cpp, Ollama, LM Studio) works too:
 """
 
 
+class _VersionAction(argparse.Action):
+    """``--version``: looks the version up only when asked, so ``--help`` stays fast."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="print the version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+        print(_version())  # on stdout, as argparse's own version action does
+        parser.exit()
+
+
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
+
+    from rlm_core.registry import DISTRIBUTION
 
     try:
         return f"rlm {version(DISTRIBUTION)}"
@@ -68,7 +84,7 @@ def _parser() -> argparse.ArgumentParser:
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=_version())
+    parser.add_argument("--version", action=_VersionAction)
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser(
@@ -126,9 +142,6 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_bench_parser(sub)
-
-    from rlm_core.batch.cli import add_parser as add_batch_parser
-
     add_batch_parser(sub)
     add_commands(sub)
     return parser
@@ -152,8 +165,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.command == "replay":
                 return run_replay(args)
             if args.command == "batch":
-                from rlm_core.batch.cli import run as run_batch
-
                 return run_batch(args)
             with results_only_on_stdout() as out:
                 return anyio.run(_interpreters, out)
@@ -217,6 +228,9 @@ def _options_as_labels(*names: str) -> dict[str, str]:
 
 
 def _run(args: argparse.Namespace, out: TextIO) -> int:
+    from rlm_core.config import load_settings
+    from rlm_core.lm import resolve_lm
+
     given = {
         "model": args.model,
         "sub_model": args.sub_model,
@@ -386,6 +400,8 @@ def _make(settings: Settings) -> Any:
 
 
 async def _exec(args: argparse.Namespace, out: TextIO) -> int:
+    from rlm_core.config import load_settings
+
     settings = load_settings(
         {"interpreter": args.interpreter}, labels=_options_as_labels("interpreter")
     )
@@ -412,6 +428,9 @@ async def _exec(args: argparse.Namespace, out: TextIO) -> int:
 
 
 async def _interpreters(out: TextIO) -> int:
+    from rlm_core.config import load_settings
+    from rlm_core.registry import KNOWN_BACKENDS, available, install_hint
+
     settings = load_settings()
     installed = set(available())
     names = sorted(installed | set(KNOWN_BACKENDS))

@@ -173,9 +173,9 @@ def test_exec_unknown_backend_names_the_fix(capsys: pytest.CaptureFixture[str]) 
 def test_interpreters_lists_each_backend_with_its_status(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import rlm_core.cli as cli
+    import rlm_core.registry as registry
 
-    monkeypatch.setattr(cli, "available", lambda: ["mock", "subprocess"])
+    monkeypatch.setattr(registry, "available", lambda: ["mock", "subprocess"])
     assert main(["interpreters"]) == 0
     lines = capsys.readouterr().out.splitlines()
     status = dict(line.split(": ", 1) for line in lines)

@@ -6,11 +6,18 @@ files (:mod:`~rlm_core.bench.loaders`), scored like the benchmarks score them
 with confidence intervals (:mod:`~rlm_core.bench.report`). ``docs/bench.md`` shows a run.
 """
 
-from rlm_core.bench.loaders import load_items
-from rlm_core.bench.policies import ScriptedModel, resolve_models
-from rlm_core.bench.runner import METHODS, BenchConfig, Job, plan, run_jobs
-from rlm_core.bench.scoring import oolong_score, pairs_f1, score, string_match_all
-from rlm_core.bench.tasks import CHARS_PER_TOKEN, Item, generate, parse_lengths
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rlm_core._lazy import attach
+
+if TYPE_CHECKING:
+    from rlm_core.bench.loaders import load_items
+    from rlm_core.bench.policies import ScriptedModel, resolve_models
+    from rlm_core.bench.runner import METHODS, BenchConfig, Job, plan, run_jobs
+    from rlm_core.bench.scoring import oolong_score, pairs_f1, score, string_match_all
+    from rlm_core.bench.tasks import CHARS_PER_TOKEN, Item, generate, parse_lengths
 
 __all__ = [
     "CHARS_PER_TOKEN",
@@ -30,3 +37,5 @@ __all__ = [
     "score",
     "string_match_all",
 ]
+
+__getattr__, __dir__ = attach(__name__, __file__, __all__)

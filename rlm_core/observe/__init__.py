@@ -4,6 +4,15 @@ Nothing here imports OpenTelemetry unless the ``otel`` extra is installed and a 
 the viewer and the cassette need only the standard library.
 """
 
-from rlm_core.observe.hooks import Observer, RunInfo, Site
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rlm_core._lazy import attach
+
+if TYPE_CHECKING:
+    from rlm_core.observe.hooks import Observer, RunInfo, Site
 
 __all__ = ["Observer", "RunInfo", "Site"]
+
+__getattr__, __dir__ = attach(__name__, __file__, __all__)

@@ -15,7 +15,6 @@ import time
 from typing import Any
 
 from rlm_core.errors import ConfigError, ReplayError
-from rlm_core.observe.cassette import Cassette, stub_tool
 
 __all__ = ["add_commands", "run_replay", "run_view"]
 
@@ -65,6 +64,7 @@ def run_view(args: argparse.Namespace) -> int:
 def run_replay(args: argparse.Namespace) -> int:
     """``rlm replay``: exit 0 when every cell matches the recording, 1 at the first difference."""
     from rlm_core.config import load_settings
+    from rlm_core.observe.cassette import Cassette, stub_tool
     from rlm_core.rlm import RLM
     from rlm_core.signature import ensure_signature
 
