@@ -11,7 +11,7 @@ from typing import Any
 
 import anyio
 
-from benchmarks import batch, harness, loop
+from benchmarks import batch, harness, loop, startup
 from rlm_core.registry import parse_spec
 
 MB = 1_000_000
@@ -45,11 +45,16 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--rows", type=int, default=1000, help="rows per --batch run")
     parser.add_argument(
+        "--startup",
+        action="store_true",
+        help="measure start-up instead: import rlm_core and rlm --help, in fresh processes",
+    )
+    parser.add_argument(
         "--concurrency", type=int, help="rows at once in --batch (default: what memory allows)"
     )
     args = parser.parse_args(argv)
-    if not args.batch and not args.backend:
-        parser.error("give --backend NAME, or --batch")
+    if not (args.batch or args.startup or args.backend):
+        parser.error("give --backend NAME, --batch or --startup")
     return args
 
 
@@ -150,6 +155,20 @@ def _batch_table(report: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+def run_startup_figures(args: argparse.Namespace) -> dict[str, Any]:
+    """Measure start-up in fresh processes; returns the JSON report."""
+    repeats = 5 if args.quick else max(args.repeats, 10)
+    details = {
+        "python_alone_s": startup.python_alone_s(repeats).to_json(),
+        "import_rlm_core_s": startup.import_rlm_core_s(repeats).to_json(),
+        "rlm_help_s": startup.cli_help_s(repeats).to_json(),
+    }
+    report: dict[str, Any] = {key: stat["median"] for key, stat in details.items()}
+    report["details"] = details
+    report["machine"] = {"python": platform.python_version(), "cpus": os.cpu_count()}
+    return report
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmarks; prints a table and, with --json, a final JSON line."""
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -157,6 +176,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.batch:
         report = run_batch_figures(args)
         print(_batch_table(report))
+        if args.json:
+            print(json.dumps(report, sort_keys=True))
+        return 0
+    if args.startup:
+        report = run_startup_figures(args)
+        report["backend"], report["peak_rss_mb"] = "(none: start-up)", harness.peak_rss_mb()
+        print(_table(report))
         if args.json:
             print(json.dumps(report, sort_keys=True))
         return 0

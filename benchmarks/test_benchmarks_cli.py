@@ -24,3 +24,13 @@ def test_loop_overhead_figure_runs_a_real_scripted_rlm() -> None:
 
     stat = rlm_overhead("mock", 1)
     assert stat.n == 1
+
+
+def test_startup_report_times_import_and_help_in_fresh_processes(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["--startup", "--json", "--quick"]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    for key in ("python_alone_s", "import_rlm_core_s", "rlm_help_s"):
+        assert report[key] > 0, key
+        assert report["details"][key]["n"] == 5
