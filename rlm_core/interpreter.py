@@ -9,14 +9,11 @@ suite. Sync callers use :class:`rlm_core.sync.BlockingInterpreter`.
 
 from __future__ import annotations
 
-import keyword
-import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TypeAlias, runtime_checkable
 
 from rlm_core.bridge.guest import truncate_output, truncation_marker
-from rlm_core.errors import ConfigError
 
 __all__ = [
     "DEFAULT_MAX_OUTPUT_CHARS",
@@ -30,8 +27,6 @@ __all__ = [
     "Isolation",
     "SubmitField",
     "VariableValue",
-    "check_variable_name",
-    "check_variables",
     "truncate_output",
     "truncation_marker",
 ]
@@ -223,59 +218,3 @@ class Interpreter(Protocol):
     async def aclose(self) -> None:
         """Release the sandbox; idempotent. Later calls raise InterpreterClosedError."""
         ...
-
-
-def check_variable_name(name: str, *, reserved: frozenset[str] = GUEST_BUILTINS) -> None:
-    """Raise ConfigError unless ``name`` can be a guest global that shadows nothing reserved."""
-    if not name.isidentifier() or keyword.iskeyword(name):
-        raise ConfigError(f"{name!r} is not a valid Python identifier; rename it.")
-    if name in reserved:
-        raise ConfigError(f"{name!r} is reserved in the sandbox; choose another name.")
-    if name.startswith("__"):
-        raise ConfigError(f"{name!r} starts with '__', which is reserved for the sandbox runtime.")
-
-
-def check_variables(values: Mapping[str, object], *, reserved: frozenset[str]) -> None:
-    """Validate names and value types of a ``set_variables`` call before anything is sent.
-
-    Raises:
-        ConfigError: A name is invalid or reserved.
-        TypeError: A value is neither JSON nor bytes; the message names the variable and path.
-    """
-    for name, value in values.items():
-        check_variable_name(name, reserved=reserved)
-        if isinstance(value, str | bytes):
-            continue
-        _check_json(value, name)
-
-
-def _check_json(value: object, path: str) -> None:
-    # Iterative, so deeply nested values cannot blow the host's stack.
-    stack: list[tuple[object, str]] = [(value, path)]
-    while stack:
-        item, where = stack.pop()
-        if item is None or isinstance(item, bool | int | str):
-            continue
-        if isinstance(item, float):
-            if not math.isfinite(item):
-                raise TypeError(
-                    f"{where} is {item!r}; only finite floats can cross into the sandbox."
-                )
-            continue
-        if isinstance(item, list | tuple):
-            stack.extend((child, f"{where}[{i}]") for i, child in enumerate(item))
-            continue
-        if isinstance(item, dict):
-            for key, child in item.items():
-                if not isinstance(key, str):
-                    raise TypeError(
-                        f"{where} has a key of type {type(key).__name__}; JSON objects need "
-                        "string keys."
-                    )
-                stack.append((child, f"{where}[{key!r}]"))
-            continue
-        raise TypeError(
-            f"{where} is a {type(item).__name__}, which cannot cross into the sandbox; pass JSON "
-            "values (str, int, float, bool, None, list, dict) or bytes, e.g. convert a set with "
-            "sorted(...) or a model with .model_dump(mode='json')."
-        )

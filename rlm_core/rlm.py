@@ -19,10 +19,11 @@ from typing import IO, Any
 import anyio
 
 from rlm_core.budget import Budget, Ledger
+from rlm_core.checks import check_variable_name
 from rlm_core.config import Settings, load_settings
 from rlm_core.errors import ConfigError
 from rlm_core.inputs import prepare_inputs
-from rlm_core.interpreter import HostTool, Interpreter, VariableValue, check_variable_name
+from rlm_core.interpreter import HostTool, Interpreter, VariableValue
 from rlm_core.lm import LM, resolve_lm
 from rlm_core.loop import RESERVED_NAMES, Run, RunConfig
 from rlm_core.observe.cassette import Cassette

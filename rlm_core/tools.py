@@ -15,20 +15,22 @@ import inspect
 import math
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence, Set
 from typing import Any, Literal, TypeAlias, Union
 
 import anyio
 import pydantic_core
 
+from rlm_core.checks import check_output_names, check_variable_name
 from rlm_core.errors import ConfigError
-from rlm_core.interpreter import GUEST_BUILTINS, JSON, HostTool, check_variable_name
+from rlm_core.interpreter import GUEST_BUILTINS, JSON, HostTool, SubmitField
 
 __all__ = [
     "ParamKind",
     "ToolParam",
     "ToolSpec",
     "call_host_tool",
+    "check_registration",
     "check_utf8",
     "current_tool_owner",
     "describe_exception",
@@ -192,6 +194,29 @@ def describe_tools(
         check_variable_name(name, reserved=reserved)
         specs.append(_describe(name, fn))
     return tuple(specs)
+
+
+def check_registration(
+    tools: Mapping[str, HostTool],
+    outputs: Sequence[SubmitField] | None,
+    *,
+    bound_variables: Set[str],
+) -> tuple[ToolSpec, ...]:
+    """Everything ``Interpreter.register`` must refuse before it touches a session.
+
+    Returns the tools' descriptions for the guest.
+
+    Raises:
+        ConfigError: A tool name is invalid, reserved or already bound as a variable, a tool
+            is not callable, or an output name is invalid or repeated.
+    """
+    specs = describe_tools(tools, reserved=GUEST_BUILTINS)
+    clash = bound_variables & tools.keys()
+    if clash:
+        raise ConfigError(f"tool names {sorted(clash)} are already bound as variables")
+    if outputs is not None:
+        check_output_names(outputs)
+    return specs
 
 
 def to_json(value: object) -> JSON:

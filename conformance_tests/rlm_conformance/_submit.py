@@ -8,7 +8,10 @@ the outputs plus every character printed before the call.
 
 from __future__ import annotations
 
+import pytest
+
 from rlm_conformance._base import ConformanceBase
+from rlm_core.errors import ConfigError
 from rlm_core.interpreter import Interpreter, SubmitField
 
 
@@ -127,3 +130,15 @@ class SubmitTests(ConformanceBase):
         await interpreter.register(outputs=[SubmitField(name="summary")])
         result = await self.ok(interpreter, "SUBMIT(summary='short')")
         assert result.submitted == {"summary": "short"}
+
+    @pytest.mark.parametrize(
+        "names", [["bad name"], ["class"], ["answer", "answer"]], ids=["space", "keyword", "twice"]
+    )
+    async def test_invalid_or_repeated_output_names_rejected(
+        self, interpreter: Interpreter, names: list[str]
+    ) -> None:
+        """Output names that are not identifiers, or repeat, raise ConfigError; SUBMIT works."""
+        with pytest.raises(ConfigError):
+            await interpreter.register(outputs=[SubmitField(name=n) for n in names])
+        result = await self.ok(interpreter, "SUBMIT(1)")
+        assert result.submitted == {"output": 1}

@@ -131,6 +131,11 @@ class ClaimsHiddenEnv(MockInterpreter):
         return caps(host_env_visible=False)
 
 
+class AcceptsAnyOutputNames(MockInterpreter):
+    async def register(self, tools=None, outputs=None):
+        await super().register(tools)  # the outputs are never checked, nor used
+
+
 class UnavailableInterpreter(MockInterpreter):
     async def start(self):
         raise InterpreterUnavailableError("install the frobnicator: pip install frobnicator")
@@ -155,6 +160,7 @@ TestReadsTheHostsStdin = suite_for(ReadsTheHostsStdin)
 TestLeaksBetweenSessions = suite_for(LeaksBetweenSessions)
 TestClaimsNoNetwork = suite_for(ClaimsNoNetwork)
 TestClaimsHiddenEnv = suite_for(ClaimsHiddenEnv)
+TestAcceptsAnyOutputNames = suite_for(AcceptsAnyOutputNames)
 TestUnavailable = suite_for(UnavailableInterpreter)
 TestHonestMock = suite_for(MockInterpreter)
 
@@ -190,6 +196,8 @@ MUST_FAIL = [
     ("TestLeaksBetweenSessions", "test_sessions_share_nothing"),
     ("TestClaimsNoNetwork", "test_network_is_blocked"),
     ("TestClaimsHiddenEnv", "test_host_env_secret_is_invisible"),
+    ("TestAcceptsAnyOutputNames", "test_invalid_or_repeated_output_names_rejected[space]"),
+    ("TestAcceptsAnyOutputNames", "test_invalid_or_repeated_output_names_rejected[twice]"),
     ("TestSilentOverride", "test_no_silent_overrides_DO_NOT_OVERRIDE"),
     ("TestDeletedTest", "test_no_silent_overrides_DO_NOT_OVERRIDE"),
 ]
@@ -202,6 +210,7 @@ MUST_HOLD = [
     ("TestHonestMock", "test_host_exception_is_catchable_with_type_and_message", "passed"),
     ("TestHonestMock", "test_infinite_loop_is_interrupted", "passed"),
     ("TestHonestMock", "test_no_silent_overrides_DO_NOT_OVERRIDE", "passed"),
+    ("TestHonestMock", "test_invalid_or_repeated_output_names_rejected[twice]", "passed"),
     ("TestHonestMock", "test_network_is_blocked", "skipped"),
     ("TestHonestMock", "test_named_parameter_before_var_args", "passed"),
     ("TestHonestMock", "test_reading_stdin_sees_end_of_file_not_the_protocol", "skipped"),

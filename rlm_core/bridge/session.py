@@ -30,6 +30,7 @@ from rlm_core.bridge.protocol import (
     encode_frame,
     require,
 )
+from rlm_core.checks import check_variables
 from rlm_core.errors import (
     BridgeProtocolError,
     ConfigError,
@@ -46,9 +47,8 @@ from rlm_core.interpreter import (
     HostTool,
     SubmitField,
     VariableValue,
-    check_variables,
 )
-from rlm_core.tools import call_host_tool, current_tool_owner, describe_tools
+from rlm_core.tools import call_host_tool, check_registration, current_tool_owner
 
 __all__ = ["ChannelInterpreter", "GuestChannel"]
 
@@ -198,18 +198,9 @@ class ChannelInterpreter(abc.ABC):
     ) -> None:
         """Expose host tools to the guest and give SUBMIT its parameters."""
         tools = dict(tools or {})
-        specs = describe_tools(tools, reserved=GUEST_BUILTINS)
-        clash = self._variable_names & tools.keys()
-        if clash:
-            raise ConfigError(f"tool names {sorted(clash)} are already bound as variables")
+        specs = check_registration(tools, outputs, bound_variables=self._variable_names)
         output_json: JSON = None
         if outputs is not None:
-            names = [o.name for o in outputs]
-            for name in names:
-                if not name.isidentifier():
-                    raise ConfigError(f"output name {name!r} is not a Python identifier")
-            if len(set(names)) != len(names):
-                raise ConfigError(f"output names repeat: {names}")
             output_json = [{"name": o.name, "type": o.type} for o in outputs]
         async with self._lock:
             self._check_usable()

@@ -17,8 +17,8 @@ import anyio.from_thread
 import anyio.lowlevel
 
 from rlm_core.bridge.guest import CellTimeout, Session
+from rlm_core.checks import check_variables
 from rlm_core.errors import (
-    ConfigError,
     InterpreterClosedError,
     InterpreterNotStartedError,
     SessionLostError,
@@ -33,9 +33,8 @@ from rlm_core.interpreter import (
     HostTool,
     SubmitField,
     VariableValue,
-    check_variables,
 )
-from rlm_core.tools import call_host_tool, current_tool_owner, describe_tools
+from rlm_core.tools import call_host_tool, check_registration, current_tool_owner
 
 
 class MockInterpreter:
@@ -112,10 +111,7 @@ class MockInterpreter:
     ) -> None:
         """Define the tools and SUBMIT in the namespace."""
         tools = dict(tools or {})
-        specs = describe_tools(tools, reserved=GUEST_BUILTINS)
-        clash = self._variable_names & tools.keys()
-        if clash:
-            raise ConfigError(f"tool names {sorted(clash)} are already bound as variables")
+        specs = check_registration(tools, outputs, bound_variables=self._variable_names)
         session = self._usable()
         output_specs = None if outputs is None else [{"name": o.name} for o in outputs]
         session.register([s.to_json() for s in specs], output_specs)
