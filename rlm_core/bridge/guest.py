@@ -4,11 +4,13 @@ Standard library only, and written for CPython 3.8 through 3.14 and Pyodide: no 
 stdlib names newer than 3.8 (a ruff target pinned to py38 guards this file). It holds two
 layers:
 
-* :class:`Session` executes cells and knows nothing about transport. The Deno runner drives it
-  directly inside Pyodide; the in-process mock backend drives it on a host thread.
-* :func:`main` drives a Session over the framed protocol (``docs/protocol.md``) on the
-  process's stdin/stdout. The host bootstraps it with ``python3 -c LOADER`` and sends this file
+* :class:`Session` executes cells and knows nothing about transport; the in-process mock
+  backend drives it on a host thread.
+* :class:`Driver` serves a Session over the framed protocol (``docs/protocol.md``); its
+  subclasses differ only in I/O. :class:`StdioDriver` (started by :func:`main`) owns a CPython
+  process's stdin/stdout: the host bootstraps it with ``python3 -c LOADER`` and sends this file
   as the first frame, so any image with Python 3.8+ works without uploading files.
+  :class:`PyodideDriver` is called by the Deno worker, which owns the stdio there.
 
 The host imports this module too: :func:`truncate_output` is the one definition of the
 truncation format, shared by every backend and by the loop.
@@ -1113,6 +1115,12 @@ class PyodideDriver(Driver):
     """
 
     def __init__(self, js):
+        # Built before the worker locks its JavaScript globals down, so this is the time to use
+        # what needs them: Pyodide loads its entropy source (node:crypto under Deno) on first
+        # use, which fails once Deno is gone. The environment's "_" names the runner's script
+        # under the host's cache directory.
+        os.urandom(1)
+        os.environ.pop("_", None)
         Driver.__init__(self, Session(call_tool=self.call_tool, streams="global"))
         self.js = js
         self._call_js = js.callTool  # each attribute access on a JsProxy makes a new proxy
@@ -1140,17 +1148,8 @@ class PyodideDriver(Driver):
         return driver
 
     def install(self):
-        """Route SIGINT (the interrupt buffer) and ``time.sleep`` through this driver.
-
-        Runs before the worker locks its JavaScript globals down, so it also does here what
-        needs them: Pyodide loads its entropy source (``node:crypto`` under Deno) on first use,
-        which fails once ``Deno`` is gone, so it is used once now; and the environment loses
-        ``_``, which names the runner's script under the host's cache directory.
-        """
+        """Route SIGINT (the interrupt buffer) and ``time.sleep`` through this driver."""
         import signal
-
-        os.urandom(1)
-        os.environ.pop("_", None)
 
         signal.signal(signal.SIGINT, self.on_sigint)
         wait = self.js.sleepInterruptibly
