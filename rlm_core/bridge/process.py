@@ -191,8 +191,10 @@ class ProcessChannel:
         self._closed = True
         with anyio.CancelScope(shield=True):
             if self._process.returncode is None:
+                # os.kill, not Process.terminate(): Popen would reap an exited child itself
+                # and asyncio's watcher would then report exit code 255 instead of the real one.
                 with contextlib.suppress(ProcessLookupError):
-                    self._process.terminate()  # lets a supervisor kill what left the group
+                    os.kill(self._process.pid, signal.SIGTERM)  # a supervisor cleans up
                 with anyio.move_on_after(1):
                     await self._process.wait()
             # Even when the child is gone, others may remain in its group (a group id is not
