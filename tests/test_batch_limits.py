@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import anyio
-import litellm
 import pytest
-from litellm.exceptions import AuthenticationError, RateLimitError
 
 from rlm_core.batch import BatchBudgetExceededError, BatchLimits, LimitedLM, SharedLimits
 from rlm_core.batch.job import is_transient
 from rlm_core.batch.limits import LocalLimits, estimate_prompt_tokens
 from rlm_core.batch.sandboxes import default_concurrency
 from rlm_core.errors import ConfigError, LMError, SessionLostError
-from rlm_core.lm import Message, Usage
+from rlm_core.lm import Message, Usage, import_litellm
 from rlm_core.testing import ScriptedLM
 
 
@@ -165,7 +163,10 @@ async def test_a_failed_call_releases_its_reservation() -> None:
 
 def test_completion_cap_comes_from_the_price_map() -> None:
     lm = LimitedLM(ScriptedLM(["x"], model="gpt-4o-mini"), LocalLimits(SharedLimits(BatchLimits())))
-    assert lm.max_completion_tokens == litellm.model_cost["gpt-4o-mini"]["max_output_tokens"]
+    # Imported through rlm_core, as the code under test does: a module-level import would
+    # defer litellm's first-use pydantic warning into other tests, where warnings are errors.
+    model_cost = import_litellm().model_cost
+    assert lm.max_completion_tokens == model_cost["gpt-4o-mini"]["max_output_tokens"]
 
 
 def test_default_concurrency_follows_memory() -> None:
@@ -183,8 +184,9 @@ def _lm_error(cause: Exception) -> LMError:
 
 
 def test_transient_and_permanent_errors() -> None:
-    limited = RateLimitError("slow down", llm_provider="openai", model="m")
-    auth = AuthenticationError("bad key", llm_provider="openai", model="m")
+    exceptions = import_litellm().exceptions
+    limited = exceptions.RateLimitError("slow down", llm_provider="openai", model="m")
+    auth = exceptions.AuthenticationError("bad key", llm_provider="openai", model="m")
     assert is_transient(_lm_error(limited))
     assert not is_transient(_lm_error(auth))
     assert is_transient(SessionLostError("sandbox died"))
