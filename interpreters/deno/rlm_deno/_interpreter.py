@@ -316,11 +316,17 @@ def _spawn(settings: _Settings) -> DenoProcess:
 _snapshot_lock = threading.Lock()
 
 
+_PRUNE_S = 14 * 24 * 3600
+"""Snapshots of other versions unused for this long are deleted when a new one is made."""
+
+
 def _ensure_snapshot(
     settings: _Settings, deno: str, cache: Path, pyodide: _setup.PyodideFiles
 ) -> Path | None:
     path = _setup.snapshot_path(cache, pyodide, deno)
     if path.is_file():
+        with contextlib.suppress(OSError):
+            os.utime(path)  # in use: another version's pruning keeps it
         return path
     failed = path.with_suffix(".failed")
     with contextlib.suppress(OSError):
@@ -337,10 +343,12 @@ def _ensure_snapshot(
         )
         sys.stderr.flush()
         error = _make_snapshot(settings, deno, cache, pyodide, path)
-        for stale in path.parent.glob("pyodide-*"):
-            # Snapshots of earlier runner, guest or Deno versions are never loaded again.
-            if stale != path and stale != failed:
-                stale.unlink(missing_ok=True)
+        for other in path.parent.glob("pyodide-*"):
+            # Another runner, guest or Deno version's snapshot: another environment may still
+            # use it (two checkouts, two virtualenvs), so only long-unused ones go.
+            with contextlib.suppress(OSError):
+                if other not in (path, failed) and time.time() - other.stat().st_mtime > _PRUNE_S:
+                    other.unlink()
         if error is not None:
             failed.write_text(error, "utf-8")
             sys.stderr.write(f"rlm-deno: no snapshot ({error}); booting normally instead.\n")

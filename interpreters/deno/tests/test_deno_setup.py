@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -97,6 +98,26 @@ async def test_a_corrupt_snapshot_falls_back_to_a_normal_boot_and_is_replaced(
     async with DenoInterpreter(cache_dir=str(cache)) as again:  # makes a good one
         assert again.snapshot_used is True
     assert snapshot.stat().st_size > 1_000_000
+
+
+async def test_making_a_snapshot_keeps_other_versions_in_use_and_prunes_unused_ones(
+    tmp_path: Path, pyodide_dir: Path
+) -> None:
+    # Two checkouts or virtualenvs with different guest code share the cache: neither may
+    # delete the other's snapshot, or each start would make its own again.
+    cache = tmp_path / "cache"
+    shutil.copytree(pyodide_dir, cache / f"pyodide-{PYODIDE_VERSION}")
+    snapshots = cache / "snapshots"
+    snapshots.mkdir()
+    in_use, abandoned = snapshots / "pyodide-other-in-use.bin", snapshots / "pyodide-old.bin"
+    in_use.write_bytes(b"another version's snapshot")
+    abandoned.write_bytes(b"a snapshot nobody loaded for a month")
+    month_ago = time.time() - 30 * 24 * 3600
+    os.utime(abandoned, (month_ago, month_ago))
+    async with DenoInterpreter(cache_dir=str(cache)) as interp:
+        assert interp.snapshot_used is True
+    assert in_use.exists()
+    assert not abandoned.exists()
 
 
 async def test_a_surrounding_project_cannot_change_what_loads(
