@@ -16,7 +16,7 @@ import math
 import time
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import NoReturn, Protocol, Self, runtime_checkable
+from typing import Any, NoReturn, Protocol, Self, runtime_checkable
 
 import anyio
 
@@ -106,7 +106,9 @@ class ChannelInterpreter(abc.ABC):
     reply_timeout_s: float = 60.0
     """How long register/set_variables may take per 100 MB before the guest counts as lost."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, interrupt_grace_s: float | None = None) -> None:
+        if interrupt_grace_s is not None:  # else the class's own default
+            self.interrupt_grace_s = interrupt_grace_s
         self._channel: GuestChannel | None = None
         self._reader: FrameReader | None = None
         self._tools: dict[str, HostTool] = {}
@@ -118,6 +120,19 @@ class ChannelInterpreter(abc.ABC):
         self.guest_info: dict[str, JSON] = {}
 
     # ---- what a backend provides -------------------------------------------------------
+
+    @classmethod
+    def from_url(cls, target: str, **options: Any) -> Self:
+        """Build from a spec's target, ``name://TARGET?options`` (the registry calls this).
+
+        By default a backend takes no target; one that does (an image, a Python path)
+        overrides this and says what the target means.
+        """
+        if target:
+            raise ConfigError(
+                f"the {cls.__name__} interpreter takes no target (got {target!r}); pass options"
+            )
+        return cls(**options)
 
     @property
     @abc.abstractmethod

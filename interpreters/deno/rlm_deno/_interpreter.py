@@ -16,6 +16,7 @@ import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from rlm_core.bridge.protocol import bootstrap_frame, encode_frame
 from rlm_core.bridge.session import ChannelInterpreter, GuestChannel
@@ -115,7 +116,7 @@ class DenoInterpreter(ChannelInterpreter):
         warm_pool: int = 0,
         interrupt_grace_s: float | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(interrupt_grace_s=interrupt_grace_s)
         if memory_limit_mb is not None and memory_limit_mb < 64:
             raise ConfigError("memory_limit_mb must be at least 64 (Pyodide alone needs ~40)")
         if warm_pool < 0:
@@ -148,18 +149,16 @@ class DenoInterpreter(ChannelInterpreter):
             self.settings = pool.settings
         self.pool = pool
         self.snapshot_used: bool | None = None
-        if interrupt_grace_s is not None:
-            self.interrupt_grace_s = interrupt_grace_s
 
     @classmethod
-    def from_url(cls, target: str, **options: str) -> DenoInterpreter:
+    def from_url(cls, target: str, **options: Any) -> DenoInterpreter:
         """``deno://`` takes no target; options go in the query (``deno://?warm_pool=2``)."""
         if target:
             raise ConfigError(
                 f"the deno interpreter takes no target (got {target!r}); use options, e.g. "
                 "deno://?allow_net=example.org&memory_limit_mb=1024"
             )
-        return cls(**options)  # type: ignore[arg-type]
+        return cls(**options)
 
     @property
     def capabilities(self) -> Capabilities:
@@ -428,12 +427,12 @@ class DenoPool:
         **options: :class:`DenoInterpreter` settings every pooled runner is started with.
     """
 
-    def __init__(self, size: int = 1, **options: object) -> None:
+    def __init__(self, size: int = 1, **options: Any) -> None:
         if size < 1:
             raise ConfigError("a DenoPool needs size >= 1")
         if "pool" in options or "warm_pool" in options:
             raise ConfigError("a DenoPool's options cannot name another pool")
-        template = DenoInterpreter(**options)  # type: ignore[arg-type]
+        template = DenoInterpreter(**options)
         self._init(size, template.settings)
 
     def _init(self, size: int, settings: _Settings) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import anyio
 import anyio.to_thread
@@ -100,7 +101,7 @@ class DockerInterpreter(ChannelInterpreter):
         api_timeout_s: int = 60,
         interrupt_grace_s: float | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(interrupt_grace_s=interrupt_grace_s)
         if not image:
             raise ConfigError("image must name an image, such as 'rlm-python:3.11'")
         self.image = image
@@ -127,8 +128,6 @@ class DockerInterpreter(ChannelInterpreter):
         if api_timeout_s <= 0:
             raise ConfigError(f"api_timeout_s must be positive, not {api_timeout_s!r}")
         self.api_timeout_s = api_timeout_s
-        if interrupt_grace_s is not None:
-            self.interrupt_grace_s = interrupt_grace_s
         self.container_id: str | None = None
         """The running container's id (None before start and after close)."""
         self.orphans_removed: list[str] = []
@@ -137,9 +136,9 @@ class DockerInterpreter(ChannelInterpreter):
         self._client: docker.APIClient | None = None
 
     @classmethod
-    def from_url(cls, target: str, **options: object) -> DockerInterpreter:
+    def from_url(cls, target: str, **options: Any) -> DockerInterpreter:
         """``docker://IMAGE?memory=1g&cpus=1`` runs IMAGE with those options."""
-        return cls(image=target, **options)  # type: ignore[arg-type]
+        return cls(image=target, **options)
 
     @property
     def capabilities(self) -> Capabilities:

@@ -269,7 +269,7 @@ class E2BInterpreter(ChannelInterpreter):
         capabilities: Capabilities | None = None,
         standin: bool = False,
     ) -> None:
-        super().__init__()
+        super().__init__(interrupt_grace_s=interrupt_grace_s)
         if timeout_s <= 0:
             raise ConfigError("timeout_s must be a positive number of seconds")
         if stdin_chunk_bytes <= 0:
@@ -292,8 +292,6 @@ class E2BInterpreter(ChannelInterpreter):
         self.retries = retries
         self.request_timeout_s = request_timeout_s
         self.stdin_chunk_bytes = stdin_chunk_bytes
-        if interrupt_grace_s is not None:
-            self.interrupt_grace_s = interrupt_grace_s
         self.standin = standin
         self._capabilities = capabilities
         self._channel_for_errors: E2BChannel | None = None

@@ -130,7 +130,7 @@ class ModalInterpreter(ChannelInterpreter):
         interrupt_grace_s: float | None = None,
         standin: bool = False,
     ) -> None:
-        super().__init__()
+        super().__init__(interrupt_grace_s=interrupt_grace_s)
         self.standin = standin
         self.app_name = app_name
         self.image = image
@@ -151,8 +151,6 @@ class ModalInterpreter(ChannelInterpreter):
         if self.timeout <= 0:
             raise ConfigError(f"timeout must be a positive number of seconds, got {self.timeout}")
         self._capabilities = capabilities
-        if interrupt_grace_s is not None:
-            self.interrupt_grace_s = interrupt_grace_s
         self.sandbox_id: str | None = None
         """Modal's id of the running sandbox, once started."""
         self.start_timings: dict[str, float] = {}

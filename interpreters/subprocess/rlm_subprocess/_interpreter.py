@@ -41,13 +41,11 @@ class SubprocessInterpreter(ChannelInterpreter):
         cwd: str | None = None,
         interrupt_grace_s: float | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(interrupt_grace_s=interrupt_grace_s)
         self.python = python or sys.executable
         self.env = dict(env or {})
         self.cwd = cwd
         self._tmpdir: tempfile.TemporaryDirectory[str] | None = None
-        if interrupt_grace_s is not None:
-            self.interrupt_grace_s = interrupt_grace_s
 
     @classmethod
     def from_url(cls, target: str, **options: Any) -> SubprocessInterpreter:
