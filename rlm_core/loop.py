@@ -24,6 +24,7 @@ import anyio
 import rlm_core.prompts as wording
 from rlm_core.budget import Ledger
 from rlm_core.errors import (
+    ConfigError,
     InterpreterUnavailableError,
     LMError,
     OutputValidationError,
@@ -374,8 +375,8 @@ class Run:
             completion = await self.config.observer.model_call(
                 site, lm.model, sent, lambda: lm.complete(sent)
             )
-        except RunError:  # LMError, a budget, a replay miss: already what the run reports
-            raise
+        except (RunError, ConfigError):  # already what the run reports: a budget, a replay
+            raise  # miss, an LMError, or a model setting that is wrong (checked at first call)
         except BaseException as exc:
             if stops_the_run(exc):
                 raise
