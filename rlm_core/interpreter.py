@@ -130,7 +130,9 @@ class ExecutionResult:
     duration_s: float = 0.0
     """Wall time of the cell as measured by the host."""
     extra: Mapping[str, JSON] = field(default_factory=dict)
-    """Backend-specific diagnostics."""
+    """Diagnostics beyond the contract, e.g. ``guest_duration_s``: the time the guest itself
+    spent in the cell, where the backend's guest reports it (``duration_s`` minus it is the
+    transport's share)."""
 
     @property
     def ok(self) -> bool:

@@ -106,9 +106,10 @@ async def run_exec(reply: bytes) -> Scripted:
 
 
 async def test_well_formed_result_is_accepted() -> None:
-    interp = await run_exec(result_frame(stdout="hi\n", stdout_chars=3))
+    interp = await run_exec(result_frame(stdout="hi\n", stdout_chars=3, guest_duration_s=0.25))
     result = await interp.execute("print('hi')")
     assert result.stdout == "hi\n"
+    assert result.extra == {"guest_duration_s": 0.25}  # the guest's own timing, kept apart
     await interp.aclose()
 
 
@@ -120,6 +121,7 @@ async def test_well_formed_result_is_accepted() -> None:
         (result_frame(stdout=5), "invalid 'stdout'"),
         (result_frame(stdout_chars=True), "invalid 'stdout_chars'"),
         (result_frame(submitted=[1, 2]), "invalid 'submitted'"),
+        (result_frame(guest_duration_s="soon"), "invalid 'guest_duration_s'"),
         (result_frame(error={"type": "X"}), "invalid 'message'"),
         (HEADER.pack(5, 0) + b"nope!", "not JSON"),
         (HEADER.pack(4, 0) + b"[1 ]", "not a JSON object"),

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import TypeVar
 
 from rlm_core.bridge.guest import (
@@ -21,17 +20,17 @@ from rlm_core.bridge.guest import (
     encode_frame,
 )
 from rlm_core.errors import BridgeProtocolError
-from rlm_core.interpreter import JSON, CodeError
+from rlm_core.interpreter import JSON, CodeError, ExecutionResult
 
 __all__ = [
     "DEFAULT_MAX_FRAME_BYTES",
     "GUEST_MESSAGE_TYPES",
     "HEADER",
     "PROTOCOL_VERSION",
-    "Frame",
     "FrameReader",
     "bootstrap_frame",
     "decode_code_error",
+    "decode_result",
     "encode_frame",
     "loader_argv",
     "require",
@@ -65,14 +64,6 @@ def bootstrap_frame() -> bytes:
     return encode_frame({"t": "boot", "protocol": PROTOCOL_VERSION}, source)
 
 
-@dataclass(frozen=True, slots=True)
-class Frame:
-    """One decoded guest message."""
-
-    message: dict[str, JSON]
-    attachment: bytes
-
-
 class FrameReader:
     """Decodes frames from a byte source, enforcing a size bound before buffering anything."""
 
@@ -93,8 +84,8 @@ class FrameReader:
                 raise EOFError("the guest closed its end of the channel")
             self._buffer += chunk
 
-    async def read(self) -> Frame:
-        """Return the next frame.
+    async def read(self) -> dict[str, JSON]:
+        """Return the next frame's message (guests send no attachments).
 
         Raises:
             EOFError: The channel ended (the caller decides whether the session is lost).
@@ -120,7 +111,7 @@ class FrameReader:
         kind = message.get("t")
         if kind not in GUEST_MESSAGE_TYPES:
             raise BridgeProtocolError(f"the guest sent an unknown message type {kind!r}")
-        return Frame(message, b"")
+        return message
 
 
 def require(message: dict[str, JSON], key: str, kind: type[T]) -> T:
@@ -148,4 +139,37 @@ def decode_code_error(raw: JSON) -> CodeError | None:
         message=require(raw, "message", str),
         traceback=require(raw, "traceback", str),
         lineno=lineno,
+    )
+
+
+def decode_result(message: dict[str, JSON], duration_s: float) -> ExecutionResult:
+    """Validate a guest's cell result and build the :class:`ExecutionResult` it describes.
+
+    ``duration_s`` is the host's own measure; the guest's (``guest_duration_s``, time spent in
+    the cell itself) is kept in ``extra``, so start-up and transport overhead can be told apart.
+    """
+    submitted = message.get("submitted")
+    if submitted is not None and not isinstance(submitted, dict):
+        raise BridgeProtocolError("the guest's result has an invalid 'submitted'")
+    value = message.get("value")
+    if value is not None and not isinstance(value, str):
+        raise BridgeProtocolError("the guest's result has an invalid 'value'")
+    extra: dict[str, JSON] = {}
+    guest_duration = message.get("guest_duration_s")
+    if guest_duration is not None:
+        if not isinstance(guest_duration, int | float) or isinstance(guest_duration, bool):
+            raise BridgeProtocolError("the guest's result has an invalid 'guest_duration_s'")
+        extra["guest_duration_s"] = guest_duration
+    return ExecutionResult(
+        stdout=require(message, "stdout", str),
+        stderr=require(message, "stderr", str),
+        value=value,
+        error=decode_code_error(message.get("error")),
+        submitted=submitted,
+        stdout_chars=require(message, "stdout_chars", int),
+        stderr_chars=require(message, "stderr_chars", int),
+        truncated=require(message, "truncated", bool),
+        timed_out=require(message, "timed_out", bool),
+        duration_s=duration_s,
+        extra=extra,
     )

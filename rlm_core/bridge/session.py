@@ -26,7 +26,7 @@ from rlm_core.bridge.protocol import (
     PROTOCOL_VERSION,
     FrameReader,
     bootstrap_frame,
-    decode_code_error,
+    decode_result,
     encode_frame,
     require,
 )
@@ -302,7 +302,7 @@ class ChannelInterpreter(abc.ABC):
             )
             try:
                 message = await self._run_cell(exec_id, timeout)
-                return self._to_result(message, time.perf_counter() - started)
+                return decode_result(message, time.perf_counter() - started)
             except BridgeProtocolError as exc:
                 if self._lost is None:  # raised by validation: end the session first
                     await self._fail_protocol(str(exc))
@@ -360,7 +360,7 @@ class ChannelInterpreter(abc.ABC):
     async def _read(self) -> dict[str, JSON]:
         assert self._reader is not None
         try:
-            frame = await self._reader.read()
+            message = await self._reader.read()
         except BridgeProtocolError as exc:
             await self._fail_protocol(str(exc))
             raise AssertionError("unreachable") from None
@@ -368,7 +368,7 @@ class ChannelInterpreter(abc.ABC):
             raise
         except (EOFError, Exception) as exc:
             await self._lose("the guest stopped answering", exc)
-        return frame.message
+        return message
 
     async def _request(self, message: dict[str, JSON]) -> None:
         message_id = next(self._ids)
@@ -423,26 +423,6 @@ class ChannelInterpreter(abc.ABC):
             error = {"type": "ValueError", "message": too_large}
             reply_frame = encode_frame({"t": "reply", "id": call_id, "ok": False, "error": error})
         await self._send(reply_frame)
-
-    def _to_result(self, message: dict[str, JSON], duration: float) -> ExecutionResult:
-        submitted = message.get("submitted")
-        if submitted is not None and not isinstance(submitted, dict):
-            raise BridgeProtocolError("the guest's result has an invalid 'submitted'")
-        value = message.get("value")
-        if value is not None and not isinstance(value, str):
-            raise BridgeProtocolError("the guest's result has an invalid 'value'")
-        return ExecutionResult(
-            stdout=require(message, "stdout", str),
-            stderr=require(message, "stderr", str),
-            value=value,
-            error=decode_code_error(message.get("error")),
-            submitted=submitted,
-            stdout_chars=require(message, "stdout_chars", int),
-            stderr_chars=require(message, "stderr_chars", int),
-            truncated=require(message, "truncated", bool),
-            timed_out=require(message, "timed_out", bool),
-            duration_s=duration,
-        )
 
     async def _lose(self, reason: str, cause: BaseException | None) -> NoReturn:
         channel = self._channel

@@ -17,6 +17,7 @@ import anyio.from_thread
 import anyio.lowlevel
 
 from rlm_core.bridge.guest import CellTimeout, Session
+from rlm_core.bridge.protocol import decode_result
 from rlm_core.checks import check_variables
 from rlm_core.errors import (
     InterpreterClosedError,
@@ -28,7 +29,6 @@ from rlm_core.interpreter import (
     GUEST_BUILTINS,
     JSON,
     Capabilities,
-    CodeError,
     ExecutionResult,
     HostTool,
     SubmitField,
@@ -187,20 +187,4 @@ class MockInterpreter:
                     )
                     self._session = None
                     raise SessionLostError(self._lost)
-            return _to_result(box["result"], time.perf_counter() - started)
-
-
-def _to_result(raw: dict[str, Any], duration: float) -> ExecutionResult:
-    error = raw["error"]
-    return ExecutionResult(
-        stdout=raw["stdout"],
-        stderr=raw["stderr"],
-        value=raw["value"],
-        error=None if error is None else CodeError(**error),
-        submitted=raw["submitted"],
-        stdout_chars=raw["stdout_chars"],
-        stderr_chars=raw["stderr_chars"],
-        truncated=raw["truncated"],
-        timed_out=raw["timed_out"],
-        duration_s=duration,
-    )
+            return decode_result(box["result"], time.perf_counter() - started)
