@@ -13,7 +13,8 @@ sandbox session is gone::
     │   ├── InterpreterClosedError        a call came after aclose()
     │   └── SessionError                  the sandbox session is unusable from now on
     │       ├── SessionLostError          the sandbox died, was killed, or stopped answering
-    │       └── BridgeProtocolError       the guest sent something the host will not accept
+    │       ├── BridgeProtocolError       the guest sent something the host will not accept
+    │       └── GuestRefusedError         the guest could not register or bind (its own error)
     └── RunError                          an RLM run gave up (raised by the loop)
         ├── BudgetExceededError           a call, token, cost or time budget ran out
         ├── LMError                       the model call failed (after its retries) or raised
@@ -33,6 +34,7 @@ __all__ = [
     "BridgeProtocolError",
     "BudgetExceededError",
     "ConfigError",
+    "GuestRefusedError",
     "InterpreterClosedError",
     "InterpreterError",
     "InterpreterNotStartedError",
@@ -86,6 +88,22 @@ class SessionLostError(SessionError):
 
 class BridgeProtocolError(SessionError):
     """The guest sent a malformed, oversized or unexpected message; the session was ended."""
+
+
+class GuestRefusedError(SessionError):
+    """The guest could not carry out ``register`` or ``set_variables`` and said why.
+
+    A ``MemoryError`` binding an input too large for the sandbox is the usual case. The
+    guest's exception type and message are kept (``guest_type``, ``guest_message``); the
+    session is ended, since what it holds after a half-done request is unknown. Trying again
+    in a new session of the same backend fails the same way: bind less, or pick a backend
+    with more memory.
+    """
+
+    def __init__(self, guest_type: str, guest_message: str, *, request: str) -> None:
+        super().__init__(f"the guest could not {request}: {guest_type}: {guest_message}")
+        self.guest_type = guest_type
+        self.guest_message = guest_message
 
 
 class RunError(RLMError):

@@ -25,6 +25,7 @@ import rlm_core.prompts as wording
 from rlm_core.budget import Ledger
 from rlm_core.errors import (
     ConfigError,
+    GuestRefusedError,
     InterpreterUnavailableError,
     LMError,
     OutputValidationError,
@@ -81,6 +82,8 @@ def _lost_while_opening(exc: BaseException) -> bool:
     Some backends report a guest that died before it said ready as unavailable; the lost
     session behind that report (its ``__cause__``) is what makes it worth a retry.
     """
+    if isinstance(exc, GuestRefusedError):
+        return False  # the guest's own answer (say, MemoryError binding an input): it would repeat
     if isinstance(exc, SessionError):
         return True
     return isinstance(exc, InterpreterUnavailableError) and isinstance(exc.__cause__, SessionError)

@@ -10,7 +10,7 @@ import pytest
 
 from rlm_core.bridge.guest import HEADER, PROTOCOL_VERSION, encode_frame
 from rlm_core.bridge.session import ChannelInterpreter, GuestChannel
-from rlm_core.errors import BridgeProtocolError, SessionError, SessionLostError
+from rlm_core.errors import BridgeProtocolError, GuestRefusedError, SessionError, SessionLostError
 from rlm_core.interpreter import Capabilities
 
 pytestmark = pytest.mark.anyio
@@ -223,3 +223,24 @@ async def test_a_result_over_the_frame_limit_is_an_error_and_the_session_goes_on
         assert result.error.type == "ValueError"
         assert "too large to return" in result.error.message
         assert (await interp.execute("1 + 1")).value == "2"
+
+
+async def test_a_guest_that_cannot_bind_a_variable_keeps_its_error_type() -> None:
+    """A guest's refusal (a MemoryError binding an input) is a session error with its type."""
+    refusal = encode_frame(
+        {"t": "done", "id": 1, "error": {"type": "MemoryError", "message": "out of memory"}}
+    )
+    interp = await run_exec(refusal)
+    with pytest.raises(GuestRefusedError) as caught:
+        await interp.set_variables({"context": "x" * 1000})
+    assert caught.value.guest_type == "MemoryError"
+    assert "could not bind the variables: MemoryError: out of memory" in str(caught.value)
+    assert interp.channel.closed  # what the guest holds after a half-done bind is unknown
+    with pytest.raises(SessionError, match="could not bind"):
+        await interp.execute("1")
+
+
+async def test_a_refusal_without_a_message_is_a_protocol_error() -> None:
+    interp = await run_exec(encode_frame({"t": "done", "id": 1, "error": {"type": 3}}))
+    with pytest.raises(BridgeProtocolError, match="invalid 'type'"):
+        await interp.set_variables({"context": "x"})

@@ -145,3 +145,24 @@ def test_every_attempt_lost_is_a_session_open_error_with_the_trajectory() -> Non
     assert trajectory is not None
     assert [step["stdout"] for step in trajectory] == ["step one\n", ""]
     assert KilledWhileOpening.killed == ["register"] * OPEN_ATTEMPTS
+
+
+def test_a_guest_that_refuses_an_input_is_not_retried() -> None:
+    """A guest's own refusal (MemoryError binding an input) would repeat: no second session."""
+    from rlm_core.errors import GuestRefusedError
+    from rlm_mock import MockInterpreter
+
+    made: list[MockInterpreter] = []
+
+    class RefusesInputs(MockInterpreter):
+        async def set_variables(self, values: Mapping[str, VariableValue]) -> None:
+            raise GuestRefusedError("MemoryError", "out of memory", request="bind the variables")
+
+    def factory() -> MockInterpreter:
+        made.append(RefusesInputs())
+        return made[-1]
+
+    rlm = RLM("context -> answer", lm=ScriptedLM([py("SUBMIT('never')")]), interpreter=factory)
+    with pytest.raises(GuestRefusedError, match="MemoryError"):
+        rlm(context="x")
+    assert len(made) == 1

@@ -34,6 +34,7 @@ from rlm_core.checks import check_variables
 from rlm_core.errors import (
     BridgeProtocolError,
     ConfigError,
+    GuestRefusedError,
     InterpreterClosedError,
     InterpreterNotStartedError,
     SessionLostError,
@@ -187,7 +188,10 @@ class ChannelInterpreter(abc.ABC):
                 )
             self.guest_info = dict(ready)
             if self.max_frame_bytes != DEFAULT_MAX_FRAME_BYTES:
-                await self._request({"t": "configure", "max_frame_bytes": self.max_frame_bytes})
+                await self._request(
+                    {"t": "configure", "max_frame_bytes": self.max_frame_bytes},
+                    request="take the frame limit",
+                )
 
     async def aclose(self) -> None:
         """Ask the guest to exit, then stop it; idempotent."""
@@ -220,7 +224,8 @@ class ChannelInterpreter(abc.ABC):
         async with self._lock:
             self._check_usable()
             await self._request(
-                {"t": "register", "tools": [s.to_json() for s in specs], "outputs": output_json}
+                {"t": "register", "tools": [s.to_json() for s in specs], "outputs": output_json},
+                request="register the tools",
             )
             self._tools = tools
 
@@ -265,7 +270,7 @@ class ChannelInterpreter(abc.ABC):
                 {"t": "vars", "id": message_id, "vars": specs}, ensure_ascii=False
             ).encode("utf-8")
             await self._send_parts(HEADER.pack(len(body), total) + body, payloads)
-            await self._await_done(message_id, size_hint=total)
+            await self._await_done(message_id, size_hint=total, request="bind the variables")
             self._variable_names |= values.keys()
 
     async def execute(
@@ -370,12 +375,12 @@ class ChannelInterpreter(abc.ABC):
             await self._lose("the guest stopped answering", exc)
         return message
 
-    async def _request(self, message: dict[str, JSON]) -> None:
+    async def _request(self, message: dict[str, JSON], *, request: str) -> None:
         message_id = next(self._ids)
         await self._send(encode_frame({**message, "id": message_id}))
-        await self._await_done(message_id, size_hint=0)
+        await self._await_done(message_id, size_hint=0, request=request)
 
-    async def _await_done(self, message_id: int, *, size_hint: int) -> None:
+    async def _await_done(self, message_id: int, *, size_hint: int, request: str) -> None:
         budget = self.reply_timeout_s * (1 + size_hint / 100_000_000)
         reply = None
         with anyio.move_on_after(budget):
@@ -392,9 +397,15 @@ class ChannelInterpreter(abc.ABC):
             if not isinstance(error, dict):
                 await self._fail_protocol("the guest's 'done' has an invalid 'error'")
             assert isinstance(error, dict)
-            raise ConfigError(
-                f"the guest refused the request: {error.get('type')}: {error.get('message')}"
+            error = {"t": "done", **error}  # names the message if a field is invalid
+            refused = GuestRefusedError(
+                require(error, "type", str), require(error, "message", str), request=request
             )
+            with anyio.CancelScope(shield=True):  # its state after a half-done request is unknown
+                self._lost = str(refused)
+                if self._channel is not None:
+                    await self._channel.aclose()
+            raise refused
 
     async def _until_result(self, exec_id: int) -> dict[str, JSON]:
         while True:
