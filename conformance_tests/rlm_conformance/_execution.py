@@ -7,6 +7,8 @@ stdout, and at the namespace: one dict of globals must persist across cells.
 
 from __future__ import annotations
 
+import pytest
+
 from rlm_conformance._base import ConformanceBase
 from rlm_core.interpreter import Interpreter
 
@@ -110,3 +112,11 @@ class ExecutionTests(ConformanceBase):
         """Cells run as ``__main__``, so the usual ``if __name__ == '__main__'`` idiom runs."""
         result = await self.ok(interpreter, "if __name__ == '__main__':\n    print('main')")
         assert result.stdout == "main\n"
+
+    async def test_declared_python_version_is_the_guests(self, interpreter: Interpreter) -> None:
+        """``capabilities.python_version``, when declared, is the guest's own major.minor."""
+        declared = interpreter.capabilities.python_version
+        if declared is None:
+            pytest.skip("the backend declares no python_version")
+        running = await self.value(interpreter, "'%d.%d' % __import__('sys').version_info[:2]")
+        assert running == repr(declared)

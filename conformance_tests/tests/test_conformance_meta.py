@@ -131,6 +131,12 @@ class ClaimsHiddenEnv(MockInterpreter):
         return caps(host_env_visible=False)
 
 
+class ClaimsAnotherPython(MockInterpreter):
+    @property
+    def capabilities(self) -> Capabilities:
+        return caps(python_version="2.7")
+
+
 class AcceptsAnyOutputNames(MockInterpreter):
     async def register(self, tools=None, outputs=None):
         await super().register(tools)  # the outputs are never checked, nor used
@@ -161,6 +167,7 @@ TestLeaksBetweenSessions = suite_for(LeaksBetweenSessions)
 TestClaimsNoNetwork = suite_for(ClaimsNoNetwork)
 TestClaimsHiddenEnv = suite_for(ClaimsHiddenEnv)
 TestAcceptsAnyOutputNames = suite_for(AcceptsAnyOutputNames)
+TestClaimsAnotherPython = suite_for(ClaimsAnotherPython)
 TestUnavailable = suite_for(UnavailableInterpreter)
 TestHonestMock = suite_for(MockInterpreter)
 
@@ -198,6 +205,7 @@ MUST_FAIL = [
     ("TestClaimsHiddenEnv", "test_host_env_secret_is_invisible"),
     ("TestAcceptsAnyOutputNames", "test_invalid_or_repeated_output_names_rejected[space]"),
     ("TestAcceptsAnyOutputNames", "test_invalid_or_repeated_output_names_rejected[twice]"),
+    ("TestClaimsAnotherPython", "test_declared_python_version_is_the_guests"),
     ("TestSilentOverride", "test_no_silent_overrides_DO_NOT_OVERRIDE"),
     ("TestDeletedTest", "test_no_silent_overrides_DO_NOT_OVERRIDE"),
 ]
@@ -211,6 +219,7 @@ MUST_HOLD = [
     ("TestHonestMock", "test_infinite_loop_is_interrupted", "passed"),
     ("TestHonestMock", "test_no_silent_overrides_DO_NOT_OVERRIDE", "passed"),
     ("TestHonestMock", "test_invalid_or_repeated_output_names_rejected[twice]", "passed"),
+    ("TestHonestMock", "test_declared_python_version_is_the_guests", "passed"),
     ("TestHonestMock", "test_network_is_blocked", "skipped"),
     ("TestHonestMock", "test_named_parameter_before_var_args", "passed"),
     ("TestHonestMock", "test_reading_stdin_sees_end_of_file_not_the_protocol", "skipped"),

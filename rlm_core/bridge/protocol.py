@@ -42,9 +42,11 @@ GUEST_MESSAGE_TYPES = frozenset({"ready", "done", "call", "result"})
 T = TypeVar("T")
 
 _LOADER = (
-    "import sys,struct;r=sys.stdin.buffer;n,m=struct.unpack('>IQ',r.read(12));r.read(n);"
+    "import sys,struct;r=sys.stdin.buffer;"
+    f"n,m=struct.unpack({HEADER.format!r},r.read({HEADER.size}));r.read(n);"
     "exec(compile(r.read(m),'<rlm-guest>','exec'),{'__name__':'__rlm_guest__'})"
 )
+"""Reads the boot frame (header from guest.HEADER, the one definition) and runs its source."""
 
 
 def loader_argv(python: str = "python3") -> list[str]:

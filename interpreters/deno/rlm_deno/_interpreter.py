@@ -170,7 +170,7 @@ class DenoInterpreter(ChannelInterpreter):
             writable_filesystem=True,
             survives_timeout=True,
             max_variable_bytes=MAX_VARIABLE_BYTES,
-            python_version="3.14",
+            python_version=_setup.PYODIDE_PYTHON,
             packages=self.settings.packages,
             host_env_visible=bool(self.settings.env_vars),
             host_files_visible=bool(self.settings.read_paths),

@@ -26,6 +26,7 @@ from rlm_core.errors import InterpreterUnavailableError
 
 __all__ = [
     "DENO_VERSION",
+    "PYODIDE_PYTHON",
     "PYODIDE_VERSION",
     "PyodideFiles",
     "cache_root",
@@ -36,8 +37,11 @@ __all__ = [
 
 PYODIDE_VERSION = "314.0.7"
 """The Pyodide release rlm-deno runs (npm package ``pyodide``); snapshots are made per version."""
+PYODIDE_PYTHON = f"{PYODIDE_VERSION[0]}.{PYODIDE_VERSION.split('.')[0][1:]}"
+"""The Python that Pyodide release runs: its major version is the Python's ("314" is 3.14)."""
 DENO_VERSION = "2.9.8"
-"""The ``deno`` PyPI package version this backend is pinned to."""
+"""The ``deno`` PyPI package version this backend is pinned to (the pin in its pyproject.toml,
+which a test holds this to)."""
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 RUNNER = PACKAGE_DIR / "runner.mjs"

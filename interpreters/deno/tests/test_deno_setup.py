@@ -142,3 +142,12 @@ def test_snapshots_are_shared_by_every_environment_with_the_pinned_deno(tmp_path
     copy = tmp_path / "deno"
     shutil.copy2(pinned, copy)
     assert str(copy) in _setup._deno_identity(str(copy))
+
+
+def test_the_pinned_deno_is_the_one_the_package_depends_on() -> None:
+    # DENO_VERSION names the pin in install hints and keys the snapshots; it must be the pin.
+    import tomllib
+
+    project = Path(_setup.__file__).parents[1] / "pyproject.toml"
+    dependencies = tomllib.loads(project.read_text())["project"]["dependencies"]
+    assert f"deno=={DENO_VERSION}" in dependencies
