@@ -37,6 +37,7 @@ from rlm_core.errors import (
     GuestRefusedError,
     InterpreterClosedError,
     InterpreterNotStartedError,
+    InterpreterUnavailableError,
     SessionLostError,
 )
 from rlm_core.interpreter import (
@@ -166,32 +167,55 @@ class ChannelInterpreter(abc.ABC):
         await self.aclose()
 
     async def start(self) -> None:
-        """Open the channel, bootstrap the guest and wait for it to announce itself."""
+        """Open the channel, bootstrap the guest and wait for it to announce itself.
+
+        Raises:
+            InterpreterUnavailableError: The sandbox cannot run here, or the guest died before
+                it said ready and :meth:`diagnose_failed_start` says why.
+            SessionLostError: The guest died while starting, for no reason the backend knows.
+        """
         if self._closed:
             raise InterpreterClosedError("this interpreter was closed; create a new one")
         async with self._lock:
             if self._channel is not None:
                 return
-            channel = await self.open_channel()
-            self._channel = channel
-            self._reader = FrameReader(channel.receive, max_frame_bytes=self.max_frame_bytes)
-            await self._send(bootstrap_frame())
-            ready = None
-            with anyio.move_on_after(self.start_timeout_s):
-                ready = await self._read()
-            if ready is None:
-                await self._lose(f"the guest did not start within {self.start_timeout_s:g} s", None)
-            assert ready is not None
-            if ready.get("t") != "ready" or ready.get("protocol") != PROTOCOL_VERSION:
-                await self._fail_protocol(
-                    f"the guest announced {ready!r:.200}; expected protocol {PROTOCOL_VERSION}"
-                )
-            self.guest_info = dict(ready)
-            if self.max_frame_bytes != DEFAULT_MAX_FRAME_BYTES:
-                await self._request(
-                    {"t": "configure", "max_frame_bytes": self.max_frame_bytes},
-                    request="take the frame limit",
-                )
+            try:
+                await self._boot()
+            except SessionLostError as lost:
+                diagnosis = self.diagnose_failed_start(lost)
+                if diagnosis is None:
+                    raise
+                raise diagnosis from lost
+
+    def diagnose_failed_start(self, lost: SessionLostError) -> InterpreterUnavailableError | None:
+        """Say why a guest died before it was ready, if that is a set-up problem.
+
+        A backend returns an :class:`InterpreterUnavailableError` naming the fix (a missing
+        Python, a runtime that cannot start); ``None`` keeps it a lost session.
+        """
+        return None
+
+    async def _boot(self) -> None:
+        channel = await self.open_channel()
+        self._channel = channel
+        self._reader = FrameReader(channel.receive, max_frame_bytes=self.max_frame_bytes)
+        await self._send(bootstrap_frame())
+        ready = None
+        with anyio.move_on_after(self.start_timeout_s):
+            ready = await self._read()
+        if ready is None:
+            await self._lose(f"the guest did not start within {self.start_timeout_s:g} s", None)
+        assert ready is not None
+        if ready.get("t") != "ready" or ready.get("protocol") != PROTOCOL_VERSION:
+            await self._fail_protocol(
+                f"the guest announced {ready!r:.200}; expected protocol {PROTOCOL_VERSION}"
+            )
+        self.guest_info = dict(ready)
+        if self.max_frame_bytes != DEFAULT_MAX_FRAME_BYTES:
+            await self._request(
+                {"t": "configure", "max_frame_bytes": self.max_frame_bytes},
+                request="take the frame limit",
+            )
 
     async def aclose(self) -> None:
         """Ask the guest to exit, then stop it; idempotent."""

@@ -178,14 +178,14 @@ class DenoInterpreter(ChannelInterpreter):
 
     async def start(self) -> None:
         """Boot (or take a booted runner from the pool) and load the guest runtime."""
-        try:
-            await super().start()
-        except SessionLostError as exc:
-            # The runner died before it said ready: that is a set-up problem, not a lost session.
-            raise InterpreterUnavailableError(f"the Deno sandbox did not start: {exc}") from exc
+        await super().start()
         self.snapshot_used = bool(self.guest_info.get("snapshot"))
         if self.guest_info.get("snapshot_error"):
             _forget_snapshot(self.settings)
+
+    def diagnose_failed_start(self, lost: SessionLostError) -> InterpreterUnavailableError:
+        """The runner died before it said ready: a set-up problem, not a lost session."""
+        return InterpreterUnavailableError(f"the Deno sandbox did not start: {lost}")
 
     async def open_channel(self) -> GuestChannel:
         """A pooled runner if one is ready, else a new ``deno run`` of the runner."""

@@ -239,23 +239,14 @@ class DockerInterpreter(ChannelInterpreter):
             self.container_id = None
         return ending.text
 
-    async def start(self) -> None:
-        """Start the container and the guest in it.
-
-        Raises:
-            InterpreterUnavailableError: No engine answers, the image is missing, or its
-                Python cannot run the guest; the message says how to fix it.
-            SessionLostError: The container was killed (or removed) while the guest started.
-        """
-        try:
-            await super().start()
-        except SessionLostError as exc:
-            if self.guest_info or self._killed_from_outside:
-                raise  # a container killed while starting is a lost session, not a bad image
-            raise InterpreterUnavailableError(
-                f"the image {self.image!r} started but its {self.python!r} did not run the guest "
-                f"({exc}). The image needs CPython 3.8 or newer on its PATH as {self.python!r}."
-            ) from exc
+    def diagnose_failed_start(self, lost: SessionLostError) -> InterpreterUnavailableError | None:
+        """A guest that never ran in a container nobody killed means the image has no Python."""
+        if self.guest_info or self._killed_from_outside:
+            return None  # a container killed while starting is a lost session, not a bad image
+        return InterpreterUnavailableError(
+            f"the image {self.image!r} started but its {self.python!r} did not run the guest "
+            f"({lost}). The image needs CPython 3.8 or newer on its PATH as {self.python!r}."
+        )
 
     async def aclose(self) -> None:
         """Stop the guest, remove its container and close the engine connection."""

@@ -324,19 +324,16 @@ class E2BInterpreter(ChannelInterpreter):
 
     # ---- lifecycle ---------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Create the sandbox, start the guest, and wait for it to announce itself."""
-        try:
-            await super().start()
-        except SessionLostError as exc:
-            channel = self._channel_for_errors
-            if channel is not None and channel.exit_code == 127:
-                raise InterpreterUnavailableError(
-                    f"the E2B template {self.template or 'base'!r} has no {self.python!r} "
-                    f"command ({channel.diagnostics()}); choose a template with Python 3.8+ "
-                    "(template=...) or name its interpreter (python=...)"
-                ) from exc
-            raise
+    def diagnose_failed_start(self, lost: SessionLostError) -> InterpreterUnavailableError | None:
+        """Exit status 127 before ready: the template has no such Python command."""
+        channel = self._channel_for_errors
+        if channel is None or channel.exit_code != 127:
+            return None
+        return InterpreterUnavailableError(
+            f"the E2B template {self.template or 'base'!r} has no {self.python!r} "
+            f"command ({channel.diagnostics()}); choose a template with Python 3.8+ "
+            "(template=...) or name its interpreter (python=...)"
+        )
 
     async def open_channel(self) -> GuestChannel:
         """Create a sandbox and start the guest in it as a background command with stdin."""
