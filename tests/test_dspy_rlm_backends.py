@@ -23,8 +23,8 @@ from rlm_conformance._availability import report_unavailable
 from rlm_core.dspy import DSPyInterpreter, interpreter_factory
 from rlm_core.errors import InterpreterUnavailableError
 from rlm_core.interpreter import Interpreter
-from rlm_e2b.testing import StandInE2B
-from rlm_modal.testing import ModalStandin
+from rlm_e2b.testing import E2BStandIn
+from rlm_modal.testing import ModalStandIn
 
 # DSPy 3.4.1's own sub-agent path (SandboxLM -> DummyLM) uses an API it deprecates itself.
 pytestmark = pytest.mark.filterwarnings(
@@ -49,14 +49,14 @@ async def alookup(key: str, *, shout: bool = False) -> str:
 
 
 @pytest.fixture(scope="module")
-def e2b_standin() -> Iterator[StandInE2B]:
-    with StandInE2B() as server:
+def e2b_standin() -> Iterator[E2BStandIn]:
+    with E2BStandIn() as server:
         yield server
 
 
 @pytest.fixture(scope="module")
-def modal_standin() -> Iterator[ModalStandin]:
-    with ModalStandin() as server:
+def modal_standin() -> Iterator[ModalStandIn]:
+    with ModalStandIn() as server:
         yield server
 
 

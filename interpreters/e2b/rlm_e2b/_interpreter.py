@@ -242,7 +242,7 @@ class E2BInterpreter(ChannelInterpreter):
         capabilities: Override what this interpreter claims (for stand-ins and self-hosted E2B);
             never claim more than the sandbox enforces.
         standin: Run against the process-wide local stand-in,
-            :meth:`rlm_e2b.testing.StandInE2B.shared` (for tests; needs no credentials and
+            :meth:`rlm_e2b.testing.E2BStandIn.shared` (for tests; needs no credentials and
             claims only what the stand-in enforces).
     """
 
@@ -396,9 +396,9 @@ class E2BInterpreter(ChannelInterpreter):
         if self.retries is not None:
             settings["retries"] = self.retries
         if self.standin:
-            from rlm_e2b.testing import StandInE2B
+            from rlm_e2b.testing import E2BStandIn
 
-            standin = await anyio.to_thread.run_sync(StandInE2B.shared)
+            standin = await anyio.to_thread.run_sync(E2BStandIn.shared)
             settings.update(standin.settings())
         debug = settings["debug"]
         if debug is None:
@@ -409,7 +409,7 @@ class E2BInterpreter(ChannelInterpreter):
                 "E2B needs an API key: set E2B_API_KEY (or pass api_key=...); get one from your "
                 "E2B dashboard. To run against a local stand-in instead, use "
                 "E2BInterpreter(standin=True) (spec 'e2b?standin=true'), or point E2B_API_URL "
-                "and E2B_SANDBOX_URL at a running rlm_e2b.testing.StandInE2B."
+                "and E2B_SANDBOX_URL at a running rlm_e2b.testing.E2BStandIn."
             )
         return {k: v for k, v in settings.items() if v is not None}
 

@@ -1,6 +1,6 @@
 """A local stand-in for E2B's control plane and envd, for testing code that uses ``rlmbox-e2b``.
 
-:class:`StandInE2B` serves, on ``127.0.0.1`` and a random port, the few HTTP routes of E2B's
+:class:`E2BStandIn` serves, on ``127.0.0.1`` and a random port, the few HTTP routes of E2B's
 API that the SDK calls to create and kill sandboxes, and envd's ``process.Process`` Connect
 service built on the SDK's own generated ``ProcessASGIApplication``. Sandbox commands run as
 local subprocesses, so this tests the adapter's use of the pinned SDK, not E2B's isolation.
@@ -42,8 +42,8 @@ __all__ = [
     "ENVD_VERSION",
     "STANDIN_CAPABILITIES",
     "DebugSettings",
+    "E2BStandIn",
     "RecordedCall",
-    "StandInE2B",
     "StandInSettings",
 ]
 
@@ -63,7 +63,7 @@ _Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 
 class StandInSettings(TypedDict):
-    """What :meth:`StandInE2B.settings` returns: keyword arguments for E2BInterpreter."""
+    """What :meth:`E2BStandIn.settings` returns: keyword arguments for E2BInterpreter."""
 
     api_key: str
     api_url: str
@@ -71,7 +71,7 @@ class StandInSettings(TypedDict):
 
 
 class DebugSettings(TypedDict):
-    """What :meth:`StandInE2B.debug_settings` returns: keyword arguments for E2BInterpreter."""
+    """What :meth:`E2BStandIn.debug_settings` returns: keyword arguments for E2BInterpreter."""
 
     debug: bool
     sandbox_url: str
@@ -108,7 +108,7 @@ class _Envd(process_connect.Process):
     UNIMPLEMENTED, as a real envd without them would.
     """
 
-    def __init__(self, standin: StandInE2B) -> None:
+    def __init__(self, standin: E2BStandIn) -> None:
         self._standin = standin
 
     def _sandbox(self, method: str, ctx: RequestContext[Any, Any], **fields: Any) -> _Sandbox:
@@ -305,13 +305,13 @@ def _kill_group(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
 
 
-class StandInE2B:
+class E2BStandIn:
     """E2B's control plane and envd on ``127.0.0.1``, running sandbox commands locally.
 
     Use as a context manager; the server runs on its own thread and event loop, so it serves
     synchronous and asynchronous clients alike::
 
-        with StandInE2B() as standin:
+        with E2BStandIn() as standin:
             interp = standin.interpreter(template="base")
 
     Args:
@@ -331,11 +331,11 @@ class StandInE2B:
         self._live_peak = 0
         self.port = 0
 
-    _shared: StandInE2B | None = None
+    _shared: E2BStandIn | None = None
     _shared_lock = threading.Lock()
 
     @classmethod
-    def shared(cls) -> StandInE2B:
+    def shared(cls) -> E2BStandIn:
         """The process-wide stand-in, started on first use and stopped when Python exits.
 
         ``E2BInterpreter(standin=True)`` uses it, so many short sessions share one server.

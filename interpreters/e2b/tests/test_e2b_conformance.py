@@ -12,12 +12,12 @@ from collections.abc import Iterator
 import pytest
 
 from rlm_conformance import InterpreterConformance, InterpreterFactory
-from rlm_e2b.testing import StandInE2B
+from rlm_e2b.testing import E2BStandIn
 
 
 @pytest.fixture(scope="module")
-def standin() -> Iterator[StandInE2B]:
-    with StandInE2B() as server:
+def standin() -> Iterator[E2BStandIn]:
+    with E2BStandIn() as server:
         yield server
 
 
@@ -30,5 +30,5 @@ class TestE2BConformance(InterpreterConformance):
     backend_name = "e2b"
 
     @pytest.fixture
-    def make_interpreter(self, standin: StandInE2B) -> InterpreterFactory:
+    def make_interpreter(self, standin: E2BStandIn) -> InterpreterFactory:
         return standin.interpreter

@@ -16,7 +16,7 @@ from rlm_core.errors import (
     SessionLostError,
 )
 from rlm_e2b import E2BInterpreter
-from rlm_e2b.testing import StandInE2B
+from rlm_e2b.testing import E2BStandIn
 
 pytestmark = pytest.mark.anyio
 
@@ -27,8 +27,8 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture
-def standin() -> Iterator[StandInE2B]:
-    with StandInE2B() as server:
+def standin() -> Iterator[E2BStandIn]:
+    with E2BStandIn() as server:
         yield server
 
 
@@ -62,7 +62,7 @@ async def test_unreachable_api_fails_fast_naming_the_endpoint() -> None:
 
 
 async def test_a_wrong_api_key_names_the_variable() -> None:
-    with StandInE2B(api_key="e2b_right") as server:
+    with E2BStandIn(api_key="e2b_right") as server:
         interp = E2BInterpreter(
             api_key="e2b_wrong", api_url=server.url, sandbox_url=server.url, retries=0
         )
@@ -71,7 +71,7 @@ async def test_a_wrong_api_key_names_the_variable() -> None:
         assert server.live_sandboxes == []
 
 
-async def test_quota_exhaustion_names_the_concurrency_limit(standin: StandInE2B) -> None:
+async def test_quota_exhaustion_names_the_concurrency_limit(standin: E2BStandIn) -> None:
     standin.fail_next_create(
         429, "You have reached the maximum number of concurrent E2B sandboxes (20)"
     )
@@ -83,7 +83,7 @@ async def test_quota_exhaustion_names_the_concurrency_limit(standin: StandInE2B)
     assert "quota" in message
 
 
-async def test_a_transient_rate_limit_is_retried_by_the_sdk(standin: StandInE2B) -> None:
+async def test_a_transient_rate_limit_is_retried_by_the_sdk(standin: E2BStandIn) -> None:
     standin.fail_next_create(429, "rate limited")
     async with standin.interpreter(retries=1) as interp:
         assert (await interp.execute("1")).value == "1"
@@ -91,20 +91,20 @@ async def test_a_transient_rate_limit_is_retried_by_the_sdk(standin: StandInE2B)
     assert len(standin.calls_named("POST /v2/sandboxes")) == 2
 
 
-async def test_an_unknown_template_names_the_template_setting(standin: StandInE2B) -> None:
+async def test_an_unknown_template_names_the_template_setting(standin: E2BStandIn) -> None:
     standin.fail_next_create(404, "template 'nope' not found")
     with pytest.raises(InterpreterUnavailableError, match="template=") as caught:
         await standin.interpreter(template="nope").start()
     assert "'nope'" in str(caught.value)
 
 
-async def test_a_refused_timeout_names_the_timeout_setting(standin: StandInE2B) -> None:
+async def test_a_refused_timeout_names_the_timeout_setting(standin: E2BStandIn) -> None:
     standin.fail_next_create(400, "Timeout cannot be greater than 1 hours")
     with pytest.raises(ConfigError, match="timeout_s"):
         await standin.interpreter(timeout_s=86_400).start()
 
 
-async def test_a_template_without_python_names_the_python_setting(standin: StandInE2B) -> None:
+async def test_a_template_without_python_names_the_python_setting(standin: E2BStandIn) -> None:
     interp = standin.interpreter(python="python3-not-in-this-template")
     with pytest.raises(InterpreterUnavailableError, match="python=") as caught:
         await interp.start()
@@ -113,7 +113,7 @@ async def test_a_template_without_python_names_the_python_setting(standin: Stand
     assert standin.live_sandboxes == []
 
 
-async def test_a_sandbox_that_vanishes_mid_cell_loses_the_session(standin: StandInE2B) -> None:
+async def test_a_sandbox_that_vanishes_mid_cell_loses_the_session(standin: E2BStandIn) -> None:
     interp = standin.interpreter()
     await interp.start()
     assert interp.sandbox_id is not None
@@ -136,7 +136,7 @@ async def test_a_sandbox_that_vanishes_mid_cell_loses_the_session(standin: Stand
 
 
 async def test_a_sandbox_that_vanished_between_cells_loses_the_session(
-    standin: StandInE2B,
+    standin: E2BStandIn,
 ) -> None:
     async with standin.interpreter() as interp:
         assert interp.sandbox_id is not None
@@ -145,7 +145,7 @@ async def test_a_sandbox_that_vanished_between_cells_loses_the_session(
             await interp.execute("1")
 
 
-async def test_forged_output_on_the_sandbox_stdout_ends_the_session(standin: StandInE2B) -> None:
+async def test_forged_output_on_the_sandbox_stdout_ends_the_session(standin: E2BStandIn) -> None:
     """Guest code writing raw text past the encoder is a protocol violation, not a hang."""
     async with standin.interpreter() as interp:
         with pytest.raises(SessionError):

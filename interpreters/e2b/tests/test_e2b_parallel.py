@@ -9,7 +9,7 @@ import pytest
 from rlm_core.errors import InterpreterUnavailableError
 from rlm_core.interpreter import Interpreter
 from rlm_core.parallel import run_many, with_interpreter
-from rlm_e2b.testing import StandInE2B
+from rlm_e2b.testing import E2BStandIn
 
 pytestmark = pytest.mark.anyio
 
@@ -20,8 +20,8 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture
-def standin() -> Iterator[StandInE2B]:
-    with StandInE2B() as server:
+def standin() -> Iterator[E2BStandIn]:
+    with E2BStandIn() as server:
         yield server
 
 
@@ -34,7 +34,7 @@ async def count_words(interp: Interpreter, text: str) -> int:
     return int(result.value)
 
 
-async def test_many_sessions_each_in_its_own_sandbox(standin: StandInE2B) -> None:
+async def test_many_sessions_each_in_its_own_sandbox(standin: E2BStandIn) -> None:
     texts = ["one", "two words", "three more words", "a b c d", "e f g h i", "1 2 3 4 5 6"]
     # One creation is refused as if the account's sandbox quota were reached.
     standin.fail_next_create(429, "You have reached the maximum number of concurrent sandboxes")
@@ -60,7 +60,7 @@ async def test_many_sessions_each_in_its_own_sandbox(standin: StandInE2B) -> Non
     assert standin.live_sandboxes == []
 
 
-async def test_a_failing_job_still_closes_its_sandbox(standin: StandInE2B) -> None:
+async def test_a_failing_job_still_closes_its_sandbox(standin: E2BStandIn) -> None:
     async def broken(interp: Interpreter, item: int) -> int:
         result = await interp.execute(f"{item} // 0")
         assert result.error is not None

@@ -16,7 +16,7 @@ from rlm_core.bridge.protocol import bootstrap_frame
 from rlm_core.registry import create
 from rlm_core.sync import BlockingInterpreter
 from rlm_e2b import E2BInterpreter, guest_command
-from rlm_e2b.testing import DEBUG_SANDBOX_ID, STANDIN_CAPABILITIES, StandInE2B
+from rlm_e2b.testing import DEBUG_SANDBOX_ID, STANDIN_CAPABILITIES, E2BStandIn
 
 pytestmark = pytest.mark.anyio
 
@@ -27,12 +27,12 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture
-def standin() -> Iterator[StandInE2B]:
-    with StandInE2B() as server:
+def standin() -> Iterator[E2BStandIn]:
+    with E2BStandIn() as server:
         yield server
 
 
-async def test_session_rpc_sequence(standin: StandInE2B) -> None:
+async def test_session_rpc_sequence(standin: E2BStandIn) -> None:
     """create, bootstrap, execute with a tool callback, close: one request each, in order."""
     interp = standin.interpreter(
         template="rlm-python",
@@ -76,7 +76,7 @@ async def test_session_rpc_sequence(standin: StandInE2B) -> None:
     assert standin.live_sandboxes == []
 
 
-async def test_debug_mode_makes_no_control_plane_calls(standin: StandInE2B) -> None:
+async def test_debug_mode_makes_no_control_plane_calls(standin: E2BStandIn) -> None:
     """With the SDK's debug mode only envd is used: no create, no kill."""
     interp = E2BInterpreter(**standin.debug_settings(), capabilities=STANDIN_CAPABILITIES)
     async with interp:
@@ -85,7 +85,7 @@ async def test_debug_mode_makes_no_control_plane_calls(standin: StandInE2B) -> N
     assert standin.methods() == ["Start", "SendInput"]
 
 
-async def test_frames_of_every_length_survive_the_text_only_stdout(standin: StandInE2B) -> None:
+async def test_frames_of_every_length_survive_the_text_only_stdout(standin: E2BStandIn) -> None:
     """The SDK decodes stdout as UTF-8; frame headers holding bytes >= 0x80 must still arrive."""
     async with standin.interpreter() as interp:
         await interp.set_variables({"raw": bytes(range(256))})
@@ -95,7 +95,7 @@ async def test_frames_of_every_length_survive_the_text_only_stdout(standin: Stan
         assert (await interp.execute("raw == bytes(range(256))")).value == "True"
 
 
-async def test_large_input_moves_raw(standin: StandInE2B) -> None:
+async def test_large_input_moves_raw(standin: E2BStandIn) -> None:
     """A 10 MB string crosses in stdin chunks no larger than the configured size."""
     text = "ü" * 5_000_000
     async with standin.interpreter(stdin_chunk_bytes=1 << 20) as interp:
@@ -106,7 +106,7 @@ async def test_large_input_moves_raw(standin: StandInE2B) -> None:
     assert sum(sizes) > 10_000_000
 
 
-async def test_sandbox_io_does_not_block_the_event_loop(standin: StandInE2B) -> None:
+async def test_sandbox_io_does_not_block_the_event_loop(standin: E2BStandIn) -> None:
     """While a cell runs in the sandbox, other tasks on the host's loop keep running."""
     gaps: list[float] = []
 
@@ -127,7 +127,7 @@ async def test_sandbox_io_does_not_block_the_event_loop(standin: StandInE2B) -> 
     assert max(gaps) < 0.8  # a blocking SDK call would stall the loop for the whole second
 
 
-async def test_close_kills_a_guest_that_does_not_exit(standin: StandInE2B) -> None:
+async def test_close_kills_a_guest_that_does_not_exit(standin: E2BStandIn) -> None:
     """A guest that ignores shutdown is killed with a signal, then the sandbox is deleted."""
     async with standin.interpreter() as interp:
         # A forked child keeps the guest's stdout open, so the command outlives the shutdown.
@@ -156,7 +156,7 @@ def test_real_e2b_claims_a_microvm_and_follows_the_network_setting() -> None:
     assert E2BInterpreter(allow_internet_access=False).capabilities.network is False
 
 
-def test_blocking_facade_drives_e2b_from_sync_code(standin: StandInE2B) -> None:
+def test_blocking_facade_drives_e2b_from_sync_code(standin: E2BStandIn) -> None:
     """Sync callers (scripts, DSPy) use the same async SDK through BlockingInterpreter."""
     with BlockingInterpreter(standin.interpreter()) as repl:
         repl.register({"shout": str.upper})

@@ -230,9 +230,9 @@ class ModalInterpreter(ChannelInterpreter):
         # Before anything slow: with a token but no route to Modal, the SDK alone would
         # retry for about a minute, so every network phase below is bounded too.
         if self.standin:
-            from rlm_modal.testing import ModalStandin
+            from rlm_modal.testing import ModalStandIn
 
-            standin = (await anyio.to_thread.run_sync(ModalStandin.shared)).settings()
+            standin = (await anyio.to_thread.run_sync(ModalStandIn.shared)).settings()
             self.server_url = standin["server_url"]
             self.token_id = self.token_id or standin["token_id"]
             self.token_secret = self.token_secret or standin["token_secret"]

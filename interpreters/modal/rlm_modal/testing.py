@@ -1,6 +1,6 @@
 """A local stand-in for Modal's control plane and command router, for tests without the cloud.
 
-:class:`ModalStandin` serves exactly the gRPC calls the real ``modal`` SDK makes for
+:class:`ModalStandIn` serves exactly the gRPC calls the real ``modal`` SDK makes for
 :class:`~rlm_modal.ModalInterpreter`, on ``127.0.0.1`` at a random port, built on the service
 base classes the SDK ships in ``modal_proto``. Exec'd commands run as local subprocesses, so it
 tests the adapter's use of the pinned SDK, not Modal's isolation. Every call is recorded so a
@@ -35,7 +35,7 @@ from modal_proto import task_command_router_pb2 as sr_pb2
 from rlm_core.bridge.process import confined_argv, local_process_capabilities
 from rlm_modal._interpreter import ModalInterpreter
 
-__all__ = ["STANDIN_CAPABILITIES", "ModalStandin", "RecordedCall", "StandInSettings"]
+__all__ = ["STANDIN_CAPABILITIES", "ModalStandIn", "RecordedCall", "StandInSettings"]
 
 STANDIN_CAPABILITIES = local_process_capabilities()
 """What a sandbox of the stand-in really enforces: a local process with a clean environment,
@@ -46,7 +46,7 @@ Pass it as ``ModalInterpreter(capabilities=...)`` so isolation probes are not cl
 
 
 class StandInSettings(TypedDict):
-    """What :meth:`ModalStandin.settings` returns: keyword arguments for ModalInterpreter."""
+    """What :meth:`ModalStandIn.settings` returns: keyword arguments for ModalInterpreter."""
 
     server_url: str
     token_id: str
@@ -134,7 +134,7 @@ def _with_fallbacks(cls: type[Any]) -> type[Any]:
 
 
 class _Servicer:
-    def __init__(self, owner: ModalStandin) -> None:
+    def __init__(self, owner: ModalStandIn) -> None:
         self.owner = owner
 
     async def _request(self, name: str, stream: grpclib.server.Stream[Any, Any]) -> Any:
@@ -348,13 +348,13 @@ class _Server(grpclib.server.Server):
                 processor.close()
 
 
-class ModalStandin:
+class ModalStandIn:
     """A Modal server on ``127.0.0.1`` for the real SDK, running in a background thread.
 
     Use it as a context manager, then point the SDK at :attr:`url` (``MODAL_SERVER_URL``, or
     ``ModalInterpreter(server_url=...)``) with any non-empty token id and secret::
 
-        with ModalStandin() as standin:
+        with ModalStandIn() as standin:
             interp = ModalInterpreter(server_url=standin.url, token_id="ak-test",
                                       token_secret="as-test", capabilities=STANDIN_CAPABILITIES)
 
@@ -376,11 +376,11 @@ class ModalStandin:
         self._server: _Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
-    _shared: ClassVar[ModalStandin | None] = None
+    _shared: ClassVar[ModalStandIn | None] = None
     _shared_lock: ClassVar[threading.Lock] = threading.Lock()
 
     @classmethod
-    def shared(cls) -> ModalStandin:
+    def shared(cls) -> ModalStandIn:
         """The process-wide stand-in, started on first use and closed when Python exits.
 
         ``ModalInterpreter(standin=True)`` (spec ``modal?standin=true``) uses it.
@@ -577,7 +577,7 @@ def main() -> None:
     """
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with ModalStandin() as standin:
+    with ModalStandIn() as standin:
         print(f"MODAL_SERVER_URL={standin.url}", flush=True)  # noqa: T201 - the CLI's output
         print(f"MODAL_TOKEN_ID={_TOKEN_ID}\nMODAL_TOKEN_SECRET={_TOKEN_SECRET}", flush=True)  # noqa: T201
         with contextlib.suppress(KeyboardInterrupt):

@@ -13,12 +13,12 @@ from collections.abc import Iterator
 import pytest
 
 from rlm_conformance import InterpreterConformance, InterpreterFactory
-from rlm_modal.testing import ModalStandin
+from rlm_modal.testing import ModalStandIn
 
 
 @pytest.fixture(scope="module")
-def standin() -> Iterator[ModalStandin]:
-    with ModalStandin() as server:
+def standin() -> Iterator[ModalStandIn]:
+    with ModalStandIn() as server:
         yield server
 
 
@@ -29,5 +29,5 @@ class TestModalConformance(InterpreterConformance):
     hang_limit_s = 240.0
 
     @pytest.fixture
-    def make_interpreter(self, standin: ModalStandin) -> InterpreterFactory:
+    def make_interpreter(self, standin: ModalStandIn) -> InterpreterFactory:
         return standin.interpreter

@@ -16,7 +16,7 @@ from grpclib import Status
 from rlm_core.config import load_settings
 from rlm_core.errors import ConfigError, InterpreterUnavailableError, SessionLostError
 from rlm_modal import ModalInterpreter
-from rlm_modal.testing import ModalStandin
+from rlm_modal.testing import ModalStandIn
 
 pytestmark = pytest.mark.anyio
 
@@ -27,8 +27,8 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture
-def standin() -> Iterator[ModalStandin]:
-    with ModalStandin() as server:
+def standin() -> Iterator[ModalStandIn]:
+    with ModalStandIn() as server:
         yield server
 
 
@@ -84,7 +84,7 @@ async def test_unreachable_server_fails_within_the_connect_timeout() -> None:
     assert "RLM_MODAL_CONNECT_TIMEOUT_S" in message
 
 
-async def test_rejected_token_names_the_credential_variables(standin: ModalStandin) -> None:
+async def test_rejected_token_names_the_credential_variables(standin: ModalStandIn) -> None:
     standin.fail_next("AppGetOrCreate", Status.UNAUTHENTICATED, "Invalid token")
     with pytest.raises(InterpreterUnavailableError) as caught:
         await standin.interpreter().start()
@@ -93,7 +93,7 @@ async def test_rejected_token_names_the_credential_variables(standin: ModalStand
     assert isinstance(caught.value.__cause__, modal.exception.AuthError)
 
 
-async def test_quota_error_names_the_resource_settings(standin: ModalStandin) -> None:
+async def test_quota_error_names_the_resource_settings(standin: ModalStandIn) -> None:
     """Modal's RESOURCE_EXHAUSTED on create says which settings to lower."""
     standin.fail_next(
         "SandboxCreateV2", Status.RESOURCE_EXHAUSTED, "workspace limit of 10 sandboxes reached"
@@ -111,7 +111,7 @@ async def test_quota_error_names_the_resource_settings(standin: ModalStandin) ->
     assert standin.running_sandbox_ids() == []
 
 
-async def test_failed_image_build_names_the_image_setting(standin: ModalStandin) -> None:
+async def test_failed_image_build_names_the_image_setting(standin: ModalStandIn) -> None:
     standin.fail_next_image_build("pull access denied for python:9.99")
     with pytest.raises(InterpreterUnavailableError) as caught:
         await standin.interpreter(image="python:9.99").start()
@@ -124,7 +124,7 @@ async def test_failed_image_build_names_the_image_setting(standin: ModalStandin)
 
 
 async def test_missing_guest_python_names_the_setting_and_leaves_no_sandbox(
-    standin: ModalStandin,
+    standin: ModalStandIn,
 ) -> None:
     """A failure after the sandbox exists terminates it: nothing bills after a failed start."""
     with pytest.raises(InterpreterUnavailableError, match=r"python=") as caught:
@@ -134,7 +134,7 @@ async def test_missing_guest_python_names_the_setting_and_leaves_no_sandbox(
     assert standin.running_sandbox_ids() == []
 
 
-async def test_sandbox_vanishing_between_cells_raises_session_lost(standin: ModalStandin) -> None:
+async def test_sandbox_vanishing_between_cells_raises_session_lost(standin: ModalStandIn) -> None:
     interp = standin.interpreter()
     await interp.start()
     await interp.execute("x = 1", timeout=30)
@@ -149,7 +149,7 @@ async def test_sandbox_vanishing_between_cells_raises_session_lost(standin: Moda
 
 
 async def test_sandbox_vanishing_mid_cell_raises_session_lost_promptly(
-    standin: ModalStandin,
+    standin: ModalStandIn,
 ) -> None:
     """A cell waiting on a sandbox that dies ends with SessionLostError, not its timeout."""
     interp = standin.interpreter()
@@ -171,7 +171,7 @@ async def test_sandbox_vanishing_mid_cell_raises_session_lost_promptly(
     await interp.aclose()
 
 
-async def test_sandbox_timeout_setting_is_enforced(standin: ModalStandin) -> None:
+async def test_sandbox_timeout_setting_is_enforced(standin: ModalStandIn) -> None:
     """timeout= reaches Modal; when the sandbox outlives it, the session is lost."""
     interp = standin.interpreter(timeout=1)
     await interp.start()

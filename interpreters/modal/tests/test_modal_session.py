@@ -17,7 +17,7 @@ from modal_proto import api_pb2
 from modal_proto import task_command_router_pb2 as sr_pb2
 
 from rlm_core.bridge.protocol import HEADER, bootstrap_frame, loader_argv
-from rlm_modal.testing import ModalStandin
+from rlm_modal.testing import ModalStandIn
 
 pytestmark = pytest.mark.anyio
 
@@ -37,8 +37,8 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture
-def standin() -> Iterator[ModalStandin]:
-    with ModalStandin() as server:
+def standin() -> Iterator[ModalStandIn]:
+    with ModalStandIn() as server:
         yield server
 
 
@@ -57,7 +57,7 @@ def split_frames(stream: bytes) -> list[tuple[dict[str, object], int]]:
 
 
 async def test_session_makes_exactly_the_expected_rpcs(
-    standin: ModalStandin, monkeypatch: pytest.MonkeyPatch
+    standin: ModalStandIn, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Create, bootstrap, execute with a tool callback, close: every RPC, in order."""
     # The SDK looks the environment up once per process; start cold, like a fresh process.
@@ -118,7 +118,7 @@ async def test_session_makes_exactly_the_expected_rpcs(
     assert standin.running_sandbox_ids() == []
 
 
-async def test_binary_data_survives_both_directions(standin: ModalStandin) -> None:
+async def test_binary_data_survives_both_directions(standin: ModalStandIn) -> None:
     """Every byte value and CR/LF/NUL pass unchanged: the exec streams are bytes, not text."""
     blob = bytes(range(256)) * 4096
     text = "é\r\n\x00 ☃ " * 10_000
@@ -136,7 +136,7 @@ async def test_binary_data_survives_both_directions(standin: ModalStandin) -> No
     assert result.value == repr(expected)
 
 
-async def test_large_variable_moves_in_bounded_stdin_writes(standin: ModalStandin) -> None:
+async def test_large_variable_moves_in_bounded_stdin_writes(standin: ModalStandIn) -> None:
     """A 10 MB input crosses as raw bytes in 1 MiB stdin RPCs (the SDK buffers at most 16)."""
     async with standin.interpreter() as interp:
         await interp.set_variables({"ctx": "x" * 10_000_000})
@@ -146,7 +146,7 @@ async def test_large_variable_moves_in_bounded_stdin_writes(standin: ModalStandi
     assert sum(sizes) > 10_000_000
 
 
-async def test_sandbox_io_does_not_block_the_event_loop(standin: ModalStandin) -> None:
+async def test_sandbox_io_does_not_block_the_event_loop(standin: ModalStandIn) -> None:
     """While a cell sleeps in the sandbox, other tasks on the host's loop keep running."""
     ticks = 0
 
@@ -168,7 +168,7 @@ async def test_sandbox_io_does_not_block_the_event_loop(standin: ModalStandin) -
 
 
 async def test_timed_out_cell_is_interrupted_and_the_session_survives(
-    standin: ModalStandin,
+    standin: ModalStandIn,
 ) -> None:
     """The interrupt frame travels over the exec's stdin; globals survive the timeout."""
     async with standin.interpreter() as interp:
@@ -179,7 +179,7 @@ async def test_timed_out_cell_is_interrupted_and_the_session_survives(
     assert after.value == "42"
 
 
-async def test_each_interpreter_gets_its_own_sandbox(standin: ModalStandin) -> None:
+async def test_each_interpreter_gets_its_own_sandbox(standin: ModalStandIn) -> None:
     """Concurrent sessions run in separate sandboxes that share nothing, and all are closed."""
     interps = [standin.interpreter() for _ in range(3)]
     async with anyio.create_task_group() as group:

@@ -14,7 +14,7 @@ from rlm_core.config import load_settings
 from rlm_core.errors import ConfigError
 from rlm_core.registry import create
 from rlm_modal import ModalInterpreter
-from rlm_modal.testing import STANDIN_CAPABILITIES, ModalStandin
+from rlm_modal.testing import STANDIN_CAPABILITIES, ModalStandIn
 
 CLOUD = "https://api.modal.example"  # never contacted: these tests only read capabilities
 
@@ -25,14 +25,14 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture
-def standin() -> Iterator[ModalStandin]:
-    with ModalStandin() as server:
+def standin() -> Iterator[ModalStandIn]:
+    with ModalStandIn() as server:
         yield server
 
 
 @pytest.mark.anyio
 async def test_environment_settings_reach_the_sandbox(
-    standin: ModalStandin, monkeypatch: pytest.MonkeyPatch
+    standin: ModalStandIn, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """RLM_MODAL_* settings and MODAL_* variables configure app, image, resources, lifetime,
     network, as they do for RLM(interpreter="modal")."""
@@ -63,7 +63,7 @@ async def test_environment_settings_reach_the_sandbox(
 
 @pytest.mark.anyio
 async def test_credentials_and_server_from_the_modal_profile_file(
-    standin: ModalStandin, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    standin: ModalStandIn, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """Users who ran `modal token new` (a ~/.modal.toml profile) need no variables."""
     for name in ("MODAL_TOKEN_ID", "MODAL_TOKEN_SECRET", "MODAL_SERVER_URL"):
