@@ -15,11 +15,11 @@ import json
 import math
 import time
 from collections.abc import Mapping, Sequence
-from types import TracebackType
 from typing import Any, NoReturn, Protocol, Self, runtime_checkable
 
 import anyio
 
+from rlm_core.bridge.base import SessionBookkeeping
 from rlm_core.bridge.protocol import (
     DEFAULT_MAX_FRAME_BYTES,
     HEADER,
@@ -30,19 +30,15 @@ from rlm_core.bridge.protocol import (
     encode_frame,
     require,
 )
-from rlm_core.checks import check_variables
 from rlm_core.errors import (
     BridgeProtocolError,
     ConfigError,
     GuestRefusedError,
-    InterpreterClosedError,
-    InterpreterNotStartedError,
     InterpreterUnavailableError,
     SessionLostError,
 )
 from rlm_core.interpreter import (
     DEFAULT_MAX_OUTPUT_CHARS,
-    GUEST_BUILTINS,
     JSON,
     Capabilities,
     ExecutionResult,
@@ -50,7 +46,7 @@ from rlm_core.interpreter import (
     SubmitField,
     VariableValue,
 )
-from rlm_core.tools import call_host_tool, check_registration, current_tool_owner
+from rlm_core.tools import call_host_tool
 
 __all__ = ["ChannelInterpreter", "GuestChannel"]
 
@@ -92,7 +88,7 @@ def _finite_or_none(timeout: float | None) -> float | None:
     return timeout if timeout is not None and math.isfinite(timeout) else None
 
 
-class ChannelInterpreter(abc.ABC):
+class ChannelInterpreter(SessionBookkeeping, abc.ABC):
     """Implements :class:`~rlm_core.interpreter.Interpreter` over a :class:`GuestChannel`.
 
     Subclasses provide :attr:`capabilities` and :meth:`open_channel`. Tunables are class
@@ -101,23 +97,15 @@ class ChannelInterpreter(abc.ABC):
 
     start_timeout_s: float = 60.0
     """How long the guest may take to announce itself after the channel opens."""
-    interrupt_grace_s: float = 2.0
-    """After a timeout, how long the guest gets to stop the cell before it is killed."""
     max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
     """The largest message the host accepts from the guest."""
     reply_timeout_s: float = 60.0
     """How long register/set_variables may take per 100 MB before the guest counts as lost."""
 
     def __init__(self, *, interrupt_grace_s: float | None = None) -> None:
-        if interrupt_grace_s is not None:  # else the class's own default
-            self.interrupt_grace_s = interrupt_grace_s
+        super().__init__(interrupt_grace_s=interrupt_grace_s)
         self._channel: GuestChannel | None = None
         self._reader: FrameReader | None = None
-        self._tools: dict[str, HostTool] = {}
-        self._variable_names: set[str] = set()
-        self._lost: str | None = None
-        self._closed = False
-        self._lock = anyio.Lock()
         self._ids = itertools.count(1)
         self.guest_info: dict[str, JSON] = {}
 
@@ -154,18 +142,6 @@ class ChannelInterpreter(abc.ABC):
 
     # ---- lifecycle ---------------------------------------------------------------------
 
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
     async def start(self) -> None:
         """Open the channel, bootstrap the guest and wait for it to announce itself.
 
@@ -174,8 +150,7 @@ class ChannelInterpreter(abc.ABC):
                 it said ready and :meth:`diagnose_failed_start` says why.
             SessionLostError: The guest died while starting, for no reason the backend knows.
         """
-        if self._closed:
-            raise InterpreterClosedError("this interpreter was closed; create a new one")
+        self._check_open()
         async with self._lock:
             if self._channel is not None:
                 return
@@ -241,7 +216,7 @@ class ChannelInterpreter(abc.ABC):
     ) -> None:
         """Expose host tools to the guest and give SUBMIT its parameters."""
         tools = dict(tools or {})
-        specs = check_registration(tools, outputs, bound_variables=self._variable_names)
+        specs = self._check_registration(tools, outputs)
         output_json: JSON = None
         if outputs is not None:
             output_json = [{"name": o.name, "type": o.type} for o in outputs]
@@ -255,7 +230,7 @@ class ChannelInterpreter(abc.ABC):
 
     async def set_variables(self, values: Mapping[str, VariableValue]) -> None:
         """Bind guest globals; strings and bytes travel raw, other values as JSON text."""
-        check_variables(values, reserved=GUEST_BUILTINS | self._tools.keys())
+        self._check_variables(values)
         specs: list[JSON] = []
         payloads: list[bytes | str] = []
         sizes: list[int] = []
@@ -305,15 +280,7 @@ class ChannelInterpreter(abc.ABC):
         max_output_chars: int = DEFAULT_MAX_OUTPUT_CHARS,
     ) -> ExecutionResult:
         """Run a cell, serving the guest's tool calls until it reports a result."""
-        if not isinstance(code, str):
-            raise TypeError(f"code must be a str, not {type(code).__name__}")
-        if current_tool_owner() is self:
-            raise RuntimeError(
-                "execute() was called from inside one of this interpreter's own tools; the "
-                "guest is waiting for that tool, so this would deadlock. Use another interpreter."
-            )
-        if max_output_chars < 0:
-            raise ConfigError("max_output_chars must be >= 0")
+        self._check_cell(code, max_output_chars)
         async with self._lock:
             self._check_usable()
             exec_id = next(self._ids)
@@ -357,13 +324,9 @@ class ChannelInterpreter(abc.ABC):
 
     # ---- internals ---------------------------------------------------------------------
 
-    def _check_usable(self) -> None:
-        if self._closed:
-            raise InterpreterClosedError("this interpreter was closed; create a new one")
-        if self._lost is not None:
-            raise SessionLostError(f"the session was lost earlier: {self._lost}")
-        if self._channel is None:
-            raise InterpreterNotStartedError("call start() (or use `async with`) first")
+    @property
+    def _started(self) -> bool:
+        return self._channel is not None
 
     async def _send(self, data: bytes) -> None:
         await self._send_parts(data, ())

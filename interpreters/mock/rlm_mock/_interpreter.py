@@ -9,24 +9,20 @@ import json
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import anyio
 import anyio.from_thread
 import anyio.lowlevel
 
+from rlm_core.bridge.base import SessionBookkeeping
 from rlm_core.bridge.guest import CellTimeout, Session
 from rlm_core.bridge.protocol import decode_result
-from rlm_core.checks import check_variables
 from rlm_core.errors import (
-    InterpreterClosedError,
-    InterpreterNotStartedError,
     SessionLostError,
 )
 from rlm_core.interpreter import (
     DEFAULT_MAX_OUTPUT_CHARS,
-    GUEST_BUILTINS,
     JSON,
     Capabilities,
     ExecutionResult,
@@ -34,10 +30,10 @@ from rlm_core.interpreter import (
     SubmitField,
     VariableValue,
 )
-from rlm_core.tools import call_host_tool, check_registration, current_tool_owner
+from rlm_core.tools import call_host_tool
 
 
-class MockInterpreter:
+class MockInterpreter(SessionBookkeeping):
     """Executes cells in-process: real Python, no isolation, no start-up cost.
 
     Guest code shares the host's memory, files, environment and network. A timed-out cell is
@@ -48,14 +44,9 @@ class MockInterpreter:
         interrupt_grace_s: Seconds a timed-out cell gets to stop before the session is lost.
     """
 
-    def __init__(self, *, interrupt_grace_s: float = 2.0) -> None:
-        self.interrupt_grace_s = interrupt_grace_s
+    def __init__(self, *, interrupt_grace_s: float | None = None) -> None:
+        super().__init__(interrupt_grace_s=interrupt_grace_s)
         self._session: Session | None = None
-        self._tools: dict[str, HostTool] = {}
-        self._variable_names: set[str] = set()
-        self._closed = False
-        self._lost: str | None = None
-        self._lock = anyio.Lock()
 
     @property
     def capabilities(self) -> Capabilities:
@@ -71,22 +62,9 @@ class MockInterpreter:
             host_files_visible=True,
         )
 
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
     async def start(self) -> None:
         """Create the namespace; cheap and idempotent."""
-        if self._closed:
-            raise InterpreterClosedError("this interpreter was closed; create a new one")
+        self._check_open()
         if self._session is None:
             self._session = Session(call_tool=None, streams="thread")
 
@@ -95,13 +73,13 @@ class MockInterpreter:
         self._closed = True
         self._session = None
 
+    @property
+    def _started(self) -> bool:
+        return self._session is not None
+
     def _usable(self) -> Session:
-        if self._closed:
-            raise InterpreterClosedError("this interpreter was closed; create a new one")
-        if self._lost is not None:
-            raise SessionLostError(f"the session was lost earlier: {self._lost}")
-        if self._session is None:
-            raise InterpreterNotStartedError("call start() (or use `async with`) first")
+        self._check_usable()
+        assert self._session is not None
         return self._session
 
     async def register(
@@ -111,7 +89,7 @@ class MockInterpreter:
     ) -> None:
         """Define the tools and SUBMIT in the namespace."""
         tools = dict(tools or {})
-        specs = check_registration(tools, outputs, bound_variables=self._variable_names)
+        specs = self._check_registration(tools, outputs)
         session = self._usable()
         output_specs = None if outputs is None else [{"name": o.name} for o in outputs]
         session.register([s.to_json() for s in specs], output_specs)
@@ -119,7 +97,7 @@ class MockInterpreter:
 
     async def set_variables(self, values: Mapping[str, VariableValue]) -> None:
         """Bind copies of the values, as a sandbox would receive them."""
-        check_variables(values, reserved=GUEST_BUILTINS | self._tools.keys())
+        self._check_variables(values)
         session = self._usable()
         for name, value in values.items():
             if not isinstance(value, str | bytes):
@@ -135,13 +113,7 @@ class MockInterpreter:
         max_output_chars: int = DEFAULT_MAX_OUTPUT_CHARS,
     ) -> ExecutionResult:
         """Run the cell on a thread in the caller's context, serving tool calls on the loop."""
-        if not isinstance(code, str):
-            raise TypeError(f"code must be a str, not {type(code).__name__}")
-        if current_tool_owner() is self:
-            raise RuntimeError(
-                "execute() was called from inside one of this interpreter's own tools; "
-                "that would deadlock. Use another interpreter."
-            )
+        self._check_cell(code, max_output_chars)
         async with self._lock:
             session = self._usable()
             token = anyio.lowlevel.current_token()
