@@ -1,9 +1,9 @@
 """``rlm batch --executor ray`` on a local two-node Ray cluster, with a worker killed mid-row.
 
 The test starts the cluster itself on 127.0.0.1 (a head and a worker node, one CPU each, no
-dashboard, no usage stats) and stops it by process group. Each row's guest code writes the pid
-of the Ray worker running it, then waits on a slow model call; the test SIGKILLs one of those
-workers, and every row must still land in the output exactly once.
+dashboard, no usage stats) and stops it by process group. Each row's guest code notes which
+row it runs, then waits on a slow model call; the test finds the Ray worker above a running
+guest, SIGKILLs it, and every row must still land in the output exactly once.
 """
 
 from __future__ import annotations
@@ -106,6 +106,45 @@ def _wait_for_nodes(address: str, count: int, nodes: list[subprocess.Popen[bytes
     raise AssertionError(f"the Ray cluster did not reach {count} nodes within 180 s")
 
 
+def _guest_and_its_ray_worker(started: Path) -> tuple[str, int] | None:
+    """A running guest that has written its start file, and the Ray worker above it.
+
+    Guests see only their own PID namespace, so each names its file after its start time (the
+    same inside and out); the host finds the guest among its processes by that time.
+    """
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or "<rlm-guest>" not in _cmdline(int(entry)):
+            continue
+        mark = _start_time(int(entry))
+        pid = int(entry)
+        while pid > 1 and (started / mark).exists():
+            if _cmdline(pid).startswith("ray::"):
+                return mark, pid
+            pid = _parent(pid)
+    return None
+
+
+def _start_time(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def _parent(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
 @pytest.fixture(scope="module")
 def ray_cluster() -> Iterator[str]:
     temp = Path(tempfile.mkdtemp(prefix="rlmray-", dir="/tmp"))  # short: Ray's socket paths
@@ -138,12 +177,13 @@ def ray_cluster() -> Iterator[str]:
 
 
 def test_rows_land_once_when_a_ray_worker_dies(ray_cluster: str, tmp_path: Path) -> None:
-    pids = tmp_path / "pids"
-    pids.mkdir()
-    # Guest code (subprocess backend: its parent is the Ray worker running the row).
+    started = tmp_path / "started"
+    started.mkdir()
+    # Guest code: note which row this guest runs, then wait on a slow model call.
+    mark = "open('/proc/self/stat').read().rsplit(')', 1)[1].split()[19]"
     reply = (
         "```python\nimport os\n"
-        f"open(os.path.join({str(pids)!r}, str(os.getppid())), 'a').write(str(len(text)))\n"
+        f"open(os.path.join({str(started)!r}, {mark}), 'w').write(str(len(text)))\n"
         "note = llm_query('say hi')\nSUBMIT(len(text))\n```"
     )
     rows, out = tmp_path / "rows.jsonl", tmp_path / "out.jsonl"
@@ -182,12 +222,12 @@ def test_rows_land_once_when_a_ray_worker_dies(ray_cluster: str, tmp_path: Path)
         )
         try:
             deadline = time.monotonic() + 240
-            while not any(pids.iterdir()):
+            while (found := _guest_and_its_ray_worker(started)) is None:
                 assert driver.poll() is None, driver.communicate()[1]
                 assert time.monotonic() < deadline, "no row started on the cluster"
                 time.sleep(0.05)
-            victim = next(pids.iterdir())
-            os.kill(int(victim.name), signal.SIGKILL)  # the worker dies mid-row
+            victim, worker = found
+            os.kill(worker, signal.SIGKILL)  # the worker dies mid-row
             _, stderr = driver.communicate(timeout=300)
         finally:
             if driver.poll() is None:
@@ -199,6 +239,6 @@ def test_rows_land_once_when_a_ray_worker_dies(ray_cluster: str, tmp_path: Path)
     assert all(r["ok"] for r in records), records
     assert {r["id"]: r["outputs"]["n"] for r in records} == {f"r{i}": i for i in range(ROWS)}
     # The killed worker's row ran again in another worker process.
-    killed_row = victim.read_text()
-    reran = [p for p in pids.iterdir() if p != victim and killed_row in p.read_text()]
+    killed_row = (started / victim).read_text()
+    reran = [p for p in started.iterdir() if p.name != victim and p.read_text() == killed_row]
     assert reran, f"row with text length {killed_row} was not rerun"
