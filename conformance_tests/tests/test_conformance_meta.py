@@ -6,14 +6,11 @@ are exactly what a third party would see. Results are read from JUnit XML.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import textwrap
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+
+from rlm_conformance.meta import run_suite_module
 
 BROKEN_BACKENDS = """
 from __future__ import annotations
@@ -23,6 +20,7 @@ import dataclasses
 import pytest
 
 from rlm_conformance import InterpreterConformance
+from rlm_conformance.meta import suite_for
 from rlm_core.bridge.guest import Session
 from rlm_core.errors import InterpreterUnavailableError, SessionLostError
 from rlm_core.interpreter import DEFAULT_MAX_OUTPUT_CHARS, Capabilities, ExecutionResult
@@ -147,15 +145,6 @@ class UnavailableInterpreter(MockInterpreter):
         raise InterpreterUnavailableError("install the frobnicator: pip install frobnicator")
 
 
-def suite_for(cls):
-    class Suite(InterpreterConformance):
-        @pytest.fixture
-        def make_interpreter(self):
-            return cls
-
-    return Suite
-
-
 TestDropsStderr = suite_for(DropsStderr)
 TestMisTruncates = suite_for(MisTruncates)
 TestClaimsSessionLossOnTimeout = suite_for(ClaimsSessionLossOnTimeout)
@@ -233,48 +222,16 @@ def _run(
     tmp_path: Path, select: str, *args: str, env: dict[str, str] | None = None
 ) -> tuple[int, dict[tuple[str, str], tuple[str, str]], str]:
     """Run the generated module; return exit code, {(class, test): (outcome, message)}, output."""
-    module = tmp_path / "test_broken_backends.py"
-    module.write_text(textwrap.dedent(BROKEN_BACKENDS))
-    report = tmp_path / "report.xml"
-    clean_env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in {"RLM_CONFORMANCE_STRICT", "RLM_REQUIRED_BACKENDS", "PYTEST_ADDOPTS"}
-    }
-    clean_env.update(env or {})
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-p",
-            "no:cacheprovider",
-            "-q",
-            "--strict-markers",
-            f"--junitxml={report}",
-            "-k",
-            select,
-            *args,
-            str(module),
-        ],
-        cwd=tmp_path,
-        env=clean_env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+    run = run_suite_module(
+        BROKEN_BACKENDS,
+        tmp_path,
+        select=select,
+        args=args,
+        env=env,
+        module_name="test_broken_backends.py",
+        timeout_s=300,
     )
-    outcomes: dict[tuple[str, str], tuple[str, str]] = {}
-    for case in ET.parse(report).getroot().iter("testcase"):
-        cls = case.get("classname", "").rsplit(".", 1)[-1]
-        name = case.get("name", "")
-        outcome, message = "passed", ""
-        for child in case:
-            if child.tag in {"failure", "error", "skipped"}:
-                outcome = {"failure": "failed", "error": "failed"}.get(child.tag, "skipped")
-                message = child.get("message", "") + (child.text or "")
-        outcomes[(cls, name)] = (outcome, message)
-    return proc.returncode, outcomes, proc.stdout + proc.stderr
+    return run.returncode, run.outcomes, run.output
 
 
 def _selection(pairs: list[tuple[str, str]]) -> str:

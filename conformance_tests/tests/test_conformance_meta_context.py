@@ -6,12 +6,9 @@ module, so the outcome is what a third party would see; results are read from JU
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import textwrap
-import xml.etree.ElementTree as ET
 from pathlib import Path
+
+from rlm_conformance.meta import run_suite_module
 
 BACKENDS = """
 import asyncio
@@ -47,34 +44,12 @@ CLAUSE = "test_caller_contextvar_is_visible_in_host_tool"
 
 
 def test_backend_that_loses_the_callers_context_is_caught(tmp_path: Path) -> None:
-    module = tmp_path / "test_context_backends.py"
-    module.write_text(textwrap.dedent(BACKENDS))
-    report = tmp_path / "report.xml"
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in {"RLM_CONFORMANCE_STRICT", "RLM_REQUIRED_BACKENDS", "PYTEST_ADDOPTS"}
-    }
-    proc = subprocess.run(
-        [
-            *(sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q"),
-            *("--strict-markers", f"--junitxml={report}", "-k", CLAUSE, str(module)),
-        ],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+    run = run_suite_module(
+        BACKENDS, tmp_path, select=CLAUSE, module_name="test_context_backends.py", timeout_s=300
     )
-    outcomes: dict[str, tuple[str, str]] = {}
-    for case in ET.parse(report).getroot().iter("testcase"):
-        cls = case.get("classname", "").rsplit(".", 1)[-1]
-        failure = next((c for c in case if c.tag in {"failure", "error", "skipped"}), None)
-        outcome = "passed" if failure is None else failure.tag
-        outcomes[cls] = (outcome, "" if failure is None else failure.get("message", ""))
-    output = proc.stdout + proc.stderr
+    outcomes = {cls: (outcome, message) for (cls, _), (outcome, message) in run.outcomes.items()}
+    output = run.output
     assert outcomes.get("TestHonestMock", ("missing", ""))[0] == "passed", output[-3000:]
     outcome, message = outcomes.get("TestLosesCallerContext", ("missing", output[-3000:]))
-    assert outcome == "failure", f"the clause did not catch the defect: {outcome} {message}"
+    assert outcome == "failed", f"the clause did not catch the defect: {outcome} {message}"
     assert "run tools in a copy of the caller's context" in message

@@ -10,12 +10,11 @@ real defect did (a lost session, an AttributeError, a reply handed to the wrong 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+
+from rlm_conformance.meta import run_suite_module
 
 BROKEN_GUESTS = '''
 from __future__ import annotations
@@ -27,6 +26,7 @@ import time
 import pytest
 
 from rlm_conformance import InterpreterConformance
+from rlm_conformance.meta import suite_for
 from rlm_core.bridge.protocol import HEADER
 from rlm_core.errors import SessionLostError
 from rlm_core.interpreter import DEFAULT_MAX_OUTPUT_CHARS, Capabilities
@@ -165,15 +165,6 @@ class BindsKeywordsAsPositional(MockInterpreter):
         await super().register({k: positional(v) for k, v in (tools or {}).items()}, outputs)
 
 
-def suite_for(cls):
-    class Suite(InterpreterConformance):
-        @pytest.fixture
-        def make_interpreter(self):
-            return cls
-
-    return Suite
-
-
 TestForkedChildTalks = suite_for(ForkedChildTalks)
 TestSendsWholeErrors = suite_for(SendsWholeErrors)
 TestHandsRepliesToAnyThread = suite_for(HandsRepliesToAnyThread)
@@ -222,24 +213,15 @@ MUST_PASS = [
 @pytest.fixture(scope="module")
 def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], str]:
     """Run every pair once in one pytest process; map (class, clause) to its outcome."""
-    folder = tmp_path_factory.mktemp("broken_guests")
-    (folder / "test_broken_guests.py").write_text(BROKEN_GUESTS)
-    report = folder / "report.xml"
     pairs = MUST_FAIL + MUST_PASS
-    selection = " or ".join(f"({cls} and {clause})" for cls, clause in pairs)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RLM_", "PYTEST_"))}
-    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q"]
-    command += [f"--junitxml={report}", "-k", selection, "test_broken_guests.py"]
-    done = subprocess.run(
-        command, cwd=folder, env=env, capture_output=True, text=True, timeout=900, check=False
+    run = run_suite_module(
+        BROKEN_GUESTS,
+        tmp_path_factory.mktemp("broken_guests"),
+        select=" or ".join(f"({cls} and {clause})" for cls, clause in pairs),
+        env={k: None for k in os.environ if k.startswith(("RLM_", "PYTEST_"))},
+        module_name="test_broken_guests.py",
     )
-    assert report.exists(), done.stdout[-3000:] + done.stderr[-3000:]
-    seen: dict[tuple[str, str], str] = {}
-    for case in ET.parse(report).getroot().iter("testcase"):
-        tags = {child.tag for child in case}
-        outcome = "failed" if tags & {"failure", "error"} else "skipped" if tags else "passed"
-        seen[case.get("classname", "").rsplit(".", 1)[-1], case.get("name", "")] = outcome
-    return seen
+    return {pair: outcome for pair, (outcome, _) in run.outcomes.items()}
 
 
 @pytest.mark.parametrize(("cls", "clause"), MUST_FAIL, ids=[c for c, _ in MUST_FAIL])

@@ -9,15 +9,11 @@ separate pytest process over a generated module, as a third party would run the 
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import textwrap
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
+from rlm_conformance.meta import run_suite_module
 from rlm_core.bridge.process import local_process_capabilities
 
 BROKEN_BACKENDS = """
@@ -67,44 +63,14 @@ CLAUSES = [
 
 def _run(tmp_path: Path, select: str) -> tuple[dict[tuple[str, str], tuple[str, str]], str]:
     """Run the generated module; return {(class, test): (outcome, message)} and the output."""
-    module = tmp_path / "test_broken_host_backends.py"
-    module.write_text(textwrap.dedent(BROKEN_BACKENDS))
-    report = tmp_path / "report.xml"
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in {"RLM_CONFORMANCE_STRICT", "RLM_REQUIRED_BACKENDS", "PYTEST_ADDOPTS"}
-    }
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-p",
-            "no:cacheprovider",
-            "-q",
-            f"--junitxml={report}",
-            "-k",
-            select,
-            str(module),
-        ],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+    run = run_suite_module(
+        BROKEN_BACKENDS,
+        tmp_path,
+        select=select,
+        module_name="test_broken_host_backends.py",
+        timeout_s=300,
     )
-    outcomes: dict[tuple[str, str], tuple[str, str]] = {}
-    for case in ET.parse(report).getroot().iter("testcase"):
-        cls = case.get("classname", "").rsplit(".", 1)[-1]
-        outcome, message = "passed", ""
-        for child in case:
-            if child.tag in {"failure", "error", "skipped"}:
-                outcome = {"failure": "failed", "error": "failed"}.get(child.tag, "skipped")
-                message = child.get("message", "") + (child.text or "")
-        outcomes[(cls, case.get("name", ""))] = (outcome, message)
-    return outcomes, proc.stdout + proc.stderr
+    return run.outcomes, run.output
 
 
 @pytest.fixture(scope="module")
