@@ -283,6 +283,22 @@ class Replayer(Observer):
         if self.failure is not None:
             raise self.failure
 
+    def _mismatch(
+        self, site: Site, what: str, expected: object, got: object, shown: tuple[str, str]
+    ) -> ReplayError:
+        """The first difference from the recording, kept (and returned) as the run's failure."""
+        return self._fail(
+            ReplayMismatchError(
+                f"replay on {self.backend}: {self._where(site)} {what}:\n"
+                f"  expected: {shown[0]}\n  got:      {shown[1]}",
+                backend=self.backend,
+                run=site.run,
+                step=site.step,
+                expected=expected,
+                got=got,
+            )
+        )
+
     def _where(self, site: Site) -> str:
         run = "the root run" if site.run == "0" else f"child run {site.run}"
         return f"step {site.step} of {run}"
@@ -304,17 +320,13 @@ class Replayer(Observer):
             )
         recorded_prompt = entry.get("prompt")
         if recorded_prompt is not None and recorded_prompt != messages[-1]["content"]:
-            raise self._fail(
-                ReplayMismatchError(
-                    f"replay on {self.backend}: {self._where(site)} sent a different llm_query "
-                    f"prompt at {site.call}:\n  expected: {_short(recorded_prompt)}\n"
-                    f"  got:      {_short(messages[-1]['content'])}",
-                    backend=self.backend,
-                    run=site.run,
-                    step=site.step,
-                    expected=recorded_prompt,
-                    got=messages[-1]["content"],
-                )
+            sent = messages[-1]["content"]
+            raise self._mismatch(
+                site,
+                f"sent a different llm_query prompt at {site.call}",
+                recorded_prompt,
+                sent,
+                (_short(recorded_prompt), _short(sent)),
             )
         with self._lock:
             self.models_served += 1
@@ -350,17 +362,12 @@ class Replayer(Observer):
             )
         if entry.get("args") != _digest([list(args), dict(kwargs)]):
             got = _call_text(site.name, args, kwargs)
-            raise self._fail(
-                ReplayMismatchError(
-                    f"replay on {self.backend}: {self._where(site)} called {site.name}() with "
-                    f"different arguments than recorded:\n  expected: {entry.get('call')}\n"
-                    f"  got:      {got}",
-                    backend=self.backend,
-                    run=site.run,
-                    step=site.step,
-                    expected=entry.get("call"),
-                    got=got,
-                )
+            raise self._mismatch(
+                site,
+                f"called {site.name}() with different arguments than recorded",
+                entry.get("call"),
+                got,
+                (str(entry.get("call")), got),
             )
         with self._lock:
             self.tools_served += 1
@@ -382,18 +389,13 @@ class Replayer(Observer):
             )
         for name in COMPARED_FIELDS:
             if recorded.get(name) != got[name]:
-                raise self._fail(
-                    ReplayMismatchError(
-                        f"replay on {self.backend}: {self._where(site)} differs from the "
-                        f"recording ({self.cassette.backend or 'unknown backend'}) in its "
-                        f"{name}:\n  expected: {_short(recorded.get(name))}\n"
-                        f"  got:      {_short(got[name])}",
-                        backend=self.backend,
-                        run=site.run,
-                        step=site.step,
-                        expected=recorded.get(name),
-                        got=got[name],
-                    )
+                raise self._mismatch(
+                    site,
+                    f"differs from the recording ({self.cassette.backend or 'unknown backend'}) "
+                    f"in its {name}",
+                    recorded.get(name),
+                    got[name],
+                    (_short(recorded.get(name)), _short(got[name])),
                 )
         with self._lock:
             self.steps_compared += 1
