@@ -149,6 +149,7 @@ class LiteLLM:
         """
         settings = self._settings()
         if not self._settings_checked:  # before the import, which can take many seconds
+            lm_failures.check_settings_before_import(settings)
             await lm_failures.check_reachable(settings, self.connect_timeout_s)
         # The first import takes seconds; do it on a worker thread so the event loop runs on.
         litellm = _litellm_module or await anyio.to_thread.run_sync(import_litellm)

@@ -1,8 +1,9 @@
 """Telling a wrong model setting from a passing outage, and saying which setting is wrong.
 
 Before its first request, :class:`rlm_core.lm.LiteLLM` checks its settings here: that litellm
-knows the model string, that the provider's API key is set, and that ``api_base`` accepts a
-connection. Failed calls are sorted by :func:`classify`: a setting the provider refused (a
+knows the model string, that the provider's API key is set (both first from litellm's files,
+before the import that takes seconds, then with litellm itself), and that ``api_base``
+accepts a connection. Failed calls are sorted by :func:`classify`: a setting the provider refused (a
 key, a model name) or a provider never reached fails at once with a :class:`ConfigError`
 naming the setting, its value and where it came from; rate limits, server errors, timeouts and
 lost connections to a provider that answered before are transient and retried.
@@ -15,14 +16,23 @@ import os
 import random
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import anyio
 
+from rlm_core import lm_catalog
 from rlm_core.errors import ConfigError, LMError, RLMError
 
-__all__ = ["Failure", "ModelSettings", "backoff_s", "check_reachable", "check_settings", "classify"]
+__all__ = [
+    "Failure",
+    "ModelSettings",
+    "backoff_s",
+    "check_reachable",
+    "check_settings",
+    "check_settings_before_import",
+    "classify",
+]
 
 _CONNECTION_ERROR_NAMES = frozenset({"APIConnectionError", "ConnectError", "ConnectTimeout"})
 _TRANSIENT_STATUS = frozenset({408, 409, 425, 429})
@@ -71,15 +81,40 @@ def check_settings(litellm: Any, settings: ModelSettings) -> None:
     _check_key_present(litellm, settings)
 
 
+def check_settings_before_import(settings: ModelSettings) -> None:
+    """The checks of :func:`check_settings` that litellm's files answer without importing it.
+
+    Raises:
+        ConfigError: Naming the setting, its value and where it came from.
+    """
+    if lm_catalog.model_is_unknown(settings.model, settings.api_base):
+        raise _unknown_model(settings)
+    if not (settings.api_key_given or settings.api_base):
+        missing = lm_catalog.missing_key_variables(settings.model)
+        if missing:
+            raise _missing_key(settings, missing)
+
+
 def _check_model_known(litellm: Any, settings: ModelSettings) -> None:
     try:
         litellm.get_llm_provider(model=settings.model, api_base=settings.api_base)
     except Exception:  # litellm raises BadRequestError, but any failure means the same here
-        raise ConfigError(
-            f"{settings.describe('model')} is not a model litellm knows: start it with the "
-            "provider, as in 'openai/gpt-4o-mini' or 'anthropic/claude-sonnet-4-5', or use "
-            "'openai/<name>' with an api_base for a local OpenAI-compatible server"
-        ) from None
+        raise _unknown_model(settings) from None
+
+
+def _unknown_model(settings: ModelSettings) -> ConfigError:
+    return ConfigError(
+        f"{settings.describe('model')} is not a model litellm knows: start it with the "
+        "provider, as in 'openai/gpt-4o-mini' or 'anthropic/claude-sonnet-4-5', or use "
+        "'openai/<name>' with an api_base for a local OpenAI-compatible server"
+    )
+
+
+def _missing_key(settings: ModelSettings, variables: Sequence[str]) -> ConfigError:
+    return ConfigError(
+        f"{settings.describe('model')} needs the environment variable {' or '.join(variables)}, "
+        "which is not set: export it, pass api_key, or use a local server with api_base"
+    )
 
 
 def _check_key_present(litellm: Any, settings: ModelSettings) -> None:
@@ -94,12 +129,8 @@ def _check_key_present(litellm: Any, settings: ModelSettings) -> None:
     # as profiles and instance roles, that this check cannot see.
     if report.get("keys_in_environment") or not missing:
         return
-    if not all(key.endswith("_API_KEY") for key in missing):
-        return
-    raise ConfigError(
-        f"{settings.describe('model')} needs the environment variable {' or '.join(missing)}, "
-        "which is not set: export it, pass api_key, or use a local server with api_base"
-    )
+    if all(key.endswith("_API_KEY") for key in missing):
+        raise _missing_key(settings, missing)
 
 
 async def check_reachable(settings: ModelSettings, timeout_s: float) -> None:
