@@ -218,6 +218,9 @@ def _deno_env(cache: Path) -> dict[str, str]:
         "DENO_NO_UPDATE_CHECK": "1",
         "DENO_NO_PROMPT": "1",
         "NO_COLOR": "1",
+        # glibc otherwise raises its mmap threshold to the largest buffer freed (the 30 MB
+        # snapshot copy), and later large buffers stay in the heap after they are freed.
+        "MALLOC_MMAP_THRESHOLD_": str(128 * 1024),
     }
 
 
@@ -244,8 +247,13 @@ def _base_argv(
     argv.append(
         f"--allow-net={','.join(settings.allow_net)}" if settings.allow_net else "--deny-net"
     )
+    # V8 sizes each isolate's young generation for this machine's memory (up to 3 x 16 MB
+    # each for the runner and the worker); Pyodide's JavaScript allocates little, so 2 MB
+    # semi-spaces save ~35 MB a session at no measurable cost.
+    v8_flags = ["--max-semi-space-size=2"]
     if settings.memory_limit_mb is not None:
-        argv.append(f"--v8-flags=--max-old-space-size={max(64, settings.memory_limit_mb // 2)}")
+        v8_flags.append(f"--max-old-space-size={max(64, settings.memory_limit_mb // 2)}")
+    argv.append(f"--v8-flags={','.join(v8_flags)}")
     return argv
 
 

@@ -285,6 +285,30 @@ async function loadPackages(names) {
   }
 }
 
+// Restoring the memory snapshot copies it whole into fresh (all-zero) WebAssembly memory,
+// which makes every page resident, though half of them are zeros. While Pyodide loads, the copy
+// of a large array to offset 0 skips the 4 KiB pages that are zero on both sides: the result
+// is the same, and those pages stay unallocated (15 MB less per session).
+const PAGE = 4096;
+
+function sparseSet(plainSet) {
+  return function (source, offset = 0) {
+    if (offset !== 0 || !(source instanceof Uint8Array) || source.length < (1 << 20) ||
+        source.length > this.length || source.byteOffset % 4 !== 0 || this.byteOffset % 4 !== 0) {
+      return plainSet.call(this, source, offset);
+    }
+    const words = source.length >>> 2;
+    const from = new Uint32Array(source.buffer, source.byteOffset, words);
+    const to = new Uint32Array(this.buffer, this.byteOffset, words);
+    for (let start = 0; start < source.length; start += PAGE) {
+      const end = Math.min(start + PAGE, source.length);
+      let zero = end % 4 === 0;
+      for (let i = start >>> 2; zero && i < end >>> 2; i++) zero = from[i] === 0 && to[i] === 0;
+      if (!zero) plainSet.call(this, source.subarray(start, end), start);
+    }
+  };
+}
+
 async function boot() {
   const bootStarted = performance.now();
   if (config.memoryLimit && !config.makeSnapshot) limitWasmMemory(config.memoryLimit);
@@ -301,13 +325,20 @@ async function boot() {
   if (config.makeSnapshot) {
     pyodide = await loadPyodide({ ...options, _makeSnapshot: true });
   } else if (config.snapshot) {
+    const plainSet = Int8Array.prototype.set;
+    let bytes = null;
     try {
-      const bytes = Deno.readFileSync(config.snapshot);
+      bytes = Deno.readFileSync(config.snapshot);
+      Int8Array.prototype.set = sparseSet(plainSet);
       // The snapshot's file name hashes this file and guest.py, so its glue is this glue.
       pyodide = await loadPyodide({ ...options, _loadSnapshot: bytes });
     } catch (error) {
       snapshotError = String(error && error.message || error).slice(0, 500);
       pyodide = undefined;
+    } finally {
+      Int8Array.prototype.set = plainSet;
+      // Pyodide keeps its options, this 30 MB copy among them: detach the buffer to free it.
+      if (bytes) structuredClone(bytes.buffer, { transfer: [bytes.buffer] });
     }
   }
   if (pyodide === undefined) pyodide = await loadPyodide(options);
