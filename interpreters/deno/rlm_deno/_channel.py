@@ -25,14 +25,60 @@ import anyio
 from rlm_core.bridge.process import Tether
 from rlm_core.errors import InterpreterUnavailableError
 
-__all__ = ["DenoProcess"]
+__all__ = ["DenoProcess", "PipePair"]
 
 _STDERR_TAIL = 4000
 # A pipe holds 64 KiB; a larger read only allocates more per call (~17 us for 1 MiB).
 _READ_SIZE = 1 << 16
 
 
-class DenoProcess:
+class PipePair:
+    """Non-blocking writes to one file descriptor and reads from another, from any event loop."""
+
+    _in: int
+    _out: int
+    _closed: bool
+
+    def send_now(self, data: bytes) -> None:
+        """Write ``data`` from any thread, blocking until it is all in the pipe."""
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[os.write(self._in, view) :]
+            except BlockingIOError:
+                time.sleep(0.001)
+
+    async def send(self, data: bytes | memoryview) -> None:
+        """Write all of ``data`` to the guest's input."""
+        view = memoryview(data)
+        while view:
+            try:
+                written = os.write(self._in, view)
+            except BlockingIOError:
+                if not await self._wait(self._in, readable=False):
+                    raise BrokenPipeError("the guest has ended") from None
+                continue
+            view = view[written:]
+
+    async def receive(self) -> bytes:
+        """Read what the guest wrote; ``b""`` once it ended or was closed."""
+        while not self._closed:
+            try:
+                return os.read(self._out, _READ_SIZE)
+            except BlockingIOError:
+                if not await self._wait(self._out, readable=True):
+                    return b""
+            except OSError:
+                return b""
+        return b""
+
+    async def _wait(self, fd: int, *, readable: bool) -> bool:
+        """Wait until ``fd`` is ready; False if the guest is known to have ended meanwhile."""
+        await (anyio.wait_readable(fd) if readable else anyio.wait_writable(fd))
+        return True
+
+
+class DenoProcess(PipePair):
     """A running ``deno run runner.mjs`` and its stdin/stdout (a GuestChannel)."""
 
     def __init__(
@@ -86,37 +132,6 @@ class DenoProcess:
     def alive(self) -> bool:
         """Whether the process is still running."""
         return not self._closed and self._process.poll() is None
-
-    def send_now(self, data: bytes) -> None:
-        """Write ``data`` from any thread, blocking until it is all in the pipe."""
-        view = memoryview(data)
-        while view:
-            try:
-                view = view[os.write(self._in, view) :]
-            except BlockingIOError:
-                time.sleep(0.001)
-
-    async def send(self, data: bytes | memoryview) -> None:
-        """Write all of ``data`` to the runner's stdin."""
-        view = memoryview(data)
-        while view:
-            try:
-                written = os.write(self._in, view)
-            except BlockingIOError:
-                await anyio.wait_writable(self._in)
-                continue
-            view = view[written:]
-
-    async def receive(self) -> bytes:
-        """Read what the runner wrote; ``b""`` once it exited or was closed."""
-        while not self._closed:
-            try:
-                return os.read(self._out, _READ_SIZE)
-            except BlockingIOError:
-                await anyio.wait_readable(self._out)
-            except OSError:
-                return b""
-        return b""
 
     def kill(self) -> None:
         """Kill the runner's process group at once; safe from any thread, idempotent."""

@@ -22,8 +22,9 @@ from rlm_core.bridge.protocol import bootstrap_frame, encode_frame
 from rlm_core.bridge.session import ChannelInterpreter, GuestChannel
 from rlm_core.errors import ConfigError, InterpreterUnavailableError, SessionLostError
 from rlm_core.interpreter import Capabilities
-from rlm_deno import _setup
+from rlm_deno import _setup, _shared
 from rlm_deno._channel import DenoProcess
+from rlm_deno._shared import SharedSession
 
 __all__ = ["DenoInterpreter", "DenoPool"]
 
@@ -58,6 +59,7 @@ class _Settings:
     cache_dir: str | None
     deno_path: str | None
     snapshot: bool
+    sessions_per_process: int = 1
 
 
 class DenoInterpreter(ChannelInterpreter):
@@ -91,7 +93,12 @@ class DenoInterpreter(ChannelInterpreter):
         pool: A :class:`DenoPool` with booted runners to start from (its settings win).
         warm_pool: Instead of ``pool``: keep this many booted runners ready in a process-wide
             pool shared by interpreters with the same settings (``deno://?warm_pool=2``).
-        interrupt_grace_s: Seconds a timed-out cell gets to stop before the process is killed.
+        sessions_per_process: Up to this many live sessions (with the same settings) share
+            one Deno process, each in its own worker: ~60 MB a session instead of ~107 MB, for
+            many concurrent sessions (``deno://?sessions_per_process=16``). They are then
+            isolated from each other by WebAssembly and the locked-down worker, not by the
+            kernel, and the memory limit is the Python heap cap alone.
+        interrupt_grace_s: Seconds a timed-out cell gets to stop before it is killed.
     """
 
     interrupt_grace_s = 3.0
@@ -114,9 +121,14 @@ class DenoInterpreter(ChannelInterpreter):
         snapshot: bool = True,
         pool: DenoPool | None = None,
         warm_pool: int = 0,
+        sessions_per_process: int = 1,
         interrupt_grace_s: float | None = None,
     ) -> None:
         super().__init__(interrupt_grace_s=interrupt_grace_s)
+        if isinstance(sessions_per_process, bool) or not isinstance(sessions_per_process, int):
+            raise ConfigError("sessions_per_process must be a whole number >= 1")
+        if sessions_per_process < 1:
+            raise ConfigError("sessions_per_process must be >= 1")
         if memory_limit_mb is not None and memory_limit_mb < 64:
             raise ConfigError("memory_limit_mb must be at least 64 (Pyodide alone needs ~40)")
         if warm_pool < 0:
@@ -142,6 +154,7 @@ class DenoInterpreter(ChannelInterpreter):
             cache_dir=cache_dir,
             deno_path=deno_path,
             snapshot=snapshot,
+            sessions_per_process=sessions_per_process,
         )
         if pool is None and warm_pool:
             pool = _shared_pool(self.settings, warm_pool)
@@ -263,6 +276,7 @@ def _runner_config(
     *,
     snapshot: Path | None,
     make_snapshot: Path | None,
+    shared: bool = False,
 ) -> str:
     memory = None
     if settings.memory_limit_mb is not None:
@@ -277,11 +291,13 @@ def _runner_config(
             "memoryLimit": memory,
             "snapshot": str(snapshot) if snapshot else None,
             "makeSnapshot": str(make_snapshot) if make_snapshot else None,
+            "shared": shared,
         }
     )
 
 
-def _plan(settings: _Settings) -> _Plan:
+def _plan(settings: _Settings, pipes: Path | None = None) -> _Plan:
+    """How to start a runner: of one session, or shared by sessions whose pipes are in ``pipes``."""
     deno = _setup.find_deno(settings.deno_path)
     cache = _setup.cache_root(settings.cache_dir)
     pyodide = _setup.pyodide_files(settings.pyodide_dir, cache, deno)
@@ -289,13 +305,15 @@ def _plan(settings: _Settings) -> _Plan:
     reads = [str(pyodide.directory), str(_setup.WORKER), *settings.read_paths]
     if snapshot is not None:
         reads.append(str(snapshot))
-    argv = _base_argv(deno, reads, None, settings)
-    argv += [
-        str(_setup.RUNNER),
-        _runner_config(pyodide, settings, snapshot=snapshot, make_snapshot=None),
-    ]
+    if pipes is not None:
+        reads.append(str(pipes))
+    argv = _base_argv(deno, reads, str(pipes) if pipes else None, settings)
+    config = _runner_config(
+        pyodide, settings, snapshot=snapshot, make_snapshot=None, shared=pipes is not None
+    )
+    argv += [str(_setup.RUNNER), config]
     rss = None
-    if settings.memory_limit_mb is not None:
+    if settings.memory_limit_mb is not None and pipes is None:
         rss = settings.memory_limit_mb * 1024 * 1024 + _PROCESS_OVERHEAD_BYTES
     return _Plan(deno, argv, _deno_env(cache), str(cache), rss)
 
@@ -306,9 +324,25 @@ def _guest_env(settings: _Settings) -> dict[str, str]:
     return env
 
 
-def _spawn(settings: _Settings) -> DenoProcess:
-    plan = _plan(settings)
-    process = DenoProcess(plan.argv, env=plan.env, cwd=plan.cwd, rss_limit_bytes=plan.rss_limit)
+_Runner = DenoProcess | SharedSession
+"""A session's channel: a runner process of its own, or a worker in a shared one."""
+
+
+def _start_process(settings: _Settings, pipes: Path | None = None) -> DenoProcess:
+    plan = _plan(settings, pipes)
+    return DenoProcess(plan.argv, env=plan.env, cwd=plan.cwd, rss_limit_bytes=plan.rss_limit)
+
+
+def _spawn(settings: _Settings) -> _Runner:
+    process: _Runner
+    if settings.sessions_per_process > 1:
+        process = _shared.open_session(
+            settings,
+            settings.sessions_per_process,
+            lambda pipes: _start_process(settings, pipes),
+        )
+    else:
+        process = _start_process(settings)
     try:
         # Values travel in a frame, never on the command line where `ps` would show them.
         process.send_now(encode_frame({"t": "deno-config", "env": _guest_env(settings)}))
@@ -369,7 +403,7 @@ def _make_snapshot(
     fd, scratch = tempfile.mkstemp(prefix=".snapshot-", dir=path.parent)
     os.close(fd)
     try:
-        plain = _Settings((), (), (), (), None, (), None, None, None, False)
+        plain = _Settings((), (), (), (), None, (), None, None, None, snapshot=False)
         reads = [str(pyodide.directory), str(_setup.WORKER)]
         argv = _base_argv(deno, reads, scratch, plain)
         argv += [
@@ -446,7 +480,7 @@ class DenoPool:
     def _init(self, size: int, settings: _Settings) -> None:
         self.size = size
         self.settings = settings
-        self._ready: collections.deque[DenoProcess] = collections.deque()
+        self._ready: collections.deque[_Runner] = collections.deque()
         self._starting = 0
         self._closed = False
         self._lock = threading.Lock()
@@ -464,7 +498,7 @@ class DenoPool:
         """A new, unstarted interpreter whose ``start()`` takes a runner from this pool."""
         return DenoInterpreter(pool=self, interrupt_grace_s=interrupt_grace_s)
 
-    def take(self) -> DenoProcess | None:
+    def take(self) -> _Runner | None:
         """A booted (or booting) runner, or None if none is ready; starts a replacement."""
         taken = None
         with self._lock:
@@ -538,3 +572,4 @@ def _shared_pool(settings: _Settings, size: int) -> DenoPool:
 def _close_pools() -> None:
     for pool in list(_live_pools):
         pool.close()
+    _shared.close_all()

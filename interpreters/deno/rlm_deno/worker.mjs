@@ -1,10 +1,11 @@
 // The Pyodide side of rlm-deno, running in a Worker started by runner.mjs. It boots Pyodide
 // (from a memory snapshot when one is given and loads, else normally), loads the guest runtime
-// the host sent (rlm_core/bridge/guest.py) and serves it (guest.PyodideDriver) over the process's stdin and
-// stdout, read and written synchronously from this thread: a tool call writes its frame and
-// blocks reading until the reply, so it works from plain synchronous Python and no other thread
-// is woken on the way. While a cell runs nobody reads stdin, so runner.mjs enforces the cell's
-// timeout and interrupts it through Pyodide's interrupt buffer.
+// the host sent (rlm_core/bridge/guest.py) and serves it (guest.PyodideDriver) over the
+// process's stdin and stdout, or the session's named pipes when it shares the process, read and
+// written synchronously from this thread: a tool call writes its frame and blocks reading until
+// the reply, so it works from plain synchronous Python and no other thread is woken on the way.
+// While a cell runs nobody reads the input, so runner.mjs enforces the cell's timeout and
+// interrupts it through Pyodide's interrupt buffer.
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -42,9 +43,18 @@ def load_guest(blob):
 `;
 
 // Taken before lockDown() removes Deno from the globals; guest code cannot reach a
-// module-scope binding.
-const stdoutWrite = Deno.stdout.writeSync.bind(Deno.stdout);
-const stdinRead = Deno.stdin.readSync.bind(Deno.stdin);
+// module-scope binding. A session sharing its process reads and writes named pipes instead
+// (see `init`).
+let stdoutWrite = Deno.stdout.writeSync.bind(Deno.stdout);
+let stdinRead = Deno.stdin.readSync.bind(Deno.stdin);
+
+function usePipes(pipes) {
+  // The host holds both ends of each pipe open, so neither open blocks.
+  const input = Deno.openSync(pipes.input, { read: true });
+  const output = Deno.openSync(pipes.output, { write: true });
+  stdinRead = input.readSync.bind(input);
+  stdoutWrite = output.writeSync.bind(output);
+}
 
 // Small frames (tool calls, most results) are encoded straight into one reused buffer behind
 // their header: no allocation or copy per frame. UTF-8 needs at most 3 bytes per UTF-16 unit.
@@ -611,6 +621,11 @@ self.onmessage = (event) => {
     config = data.config;
     control = data.control;
     interruptBuffer = data.interrupt;
+    try {
+      if (data.pipes) usePipes(data.pipes);
+    } catch (error) {
+      fatal(`cannot open the session's pipes: ${error}`);
+    }
     boot().then(serve).catch((error) => fatal(describeFailure(error)));
   } else if (data.kind === "interrupt") {
     // Only reaches this thread while a cell is suspended in `await` (otherwise Python holds the

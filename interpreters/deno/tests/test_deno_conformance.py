@@ -1,5 +1,6 @@
-"""The Deno backend passes the shared conformance suite, twice: started cold from the snapshot
-(what ``deno`` gives a user by default) and started from a warm pool of booted runners."""
+"""The Deno backend passes the conformance suite three ways: started cold from the snapshot
+(what ``deno`` gives a user by default), from a warm pool of booted runners, and as workers
+sharing Deno processes."""
 
 from __future__ import annotations
 
@@ -28,3 +29,11 @@ class TestDenoPooledConformance(InterpreterConformance):
     @pytest.fixture
     def make_interpreter(self) -> InterpreterFactory:
         return lambda: _pool().interpreter()
+
+
+class TestDenoSharedProcessConformance(InterpreterConformance):
+    """Sessions as workers of shared Deno processes (up to four live sessions in each)."""
+
+    @pytest.fixture
+    def make_interpreter(self) -> InterpreterFactory:
+        return lambda: DenoInterpreter(sessions_per_process=4)
