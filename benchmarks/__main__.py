@@ -11,7 +11,7 @@ from typing import Any
 
 import anyio
 
-from benchmarks import batch, harness, loop, startup
+from benchmarks import batch, concurrent, harness, loop, startup
 from rlm_core.registry import parse_spec
 
 MB = 1_000_000
@@ -52,9 +52,20 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--concurrency", type=int, help="rows at once in --batch (default: what memory allows)"
     )
+    parser.add_argument(
+        "--concurrent",
+        type=int,
+        metavar="N",
+        help="measure N RLM runs at once, each with a 1 MB input: seconds and peak memory",
+    )
+    parser.add_argument(
+        "--concurrent-backends",
+        default="deno,deno://?sessions_per_process=16",
+        help="backends for --concurrent, comma-separated",
+    )
     args = parser.parse_args(argv)
-    if not (args.batch or args.startup or args.backend):
-        parser.error("give --backend NAME, --batch or --startup")
+    if not (args.batch or args.startup or args.backend or args.concurrent):
+        parser.error("give --backend NAME, --batch, --startup or --concurrent N")
     return args
 
 
@@ -178,6 +189,18 @@ def main(argv: list[str] | None = None) -> int:
         print(_batch_table(report))
         if args.json:
             print(json.dumps(report, sort_keys=True))
+        return 0
+    if args.concurrent:
+        rows = [
+            concurrent.concurrent_runs(spec.strip(), args.concurrent)
+            for spec in args.concurrent_backends.split(",")
+            if spec.strip()
+        ]
+        print(f"{'backend':<36}{'runs':>6}{'seconds':>9}{'peak PSS MB':>13}")
+        for r in rows:
+            print(f"{r['backend']:<36}{r['runs']:>6}{r['seconds']:>9}{r['peak_pss_mb']:>13}")
+        if args.json:
+            print(json.dumps({"concurrent": rows}, sort_keys=True))
         return 0
     if args.startup:
         report = run_startup_figures(args)

@@ -34,3 +34,14 @@ def test_startup_report_times_import_and_help_in_fresh_processes(
     for key in ("python_alone_s", "import_rlm_core_s", "rlm_help_s"):
         assert report[key] > 0, key
         assert report["details"][key]["n"] == 5
+
+
+def test_concurrent_report_holds_every_run_alive_at_once(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["--concurrent", "3", "--concurrent-backends", "subprocess", "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["concurrent"]
+    assert row["runs"] == 3
+    # The tree's memory read at the moment every run had its sandbox and waited for the rest.
+    assert row["pss_all_alive_mb"] > 0
+    assert row["peak_pss_mb"] >= row["pss_all_alive_mb"]

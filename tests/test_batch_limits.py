@@ -170,7 +170,8 @@ def test_completion_cap_comes_from_the_price_map() -> None:
 
 
 def test_default_concurrency_follows_memory() -> None:
-    assert default_concurrency("deno", memory_mb=8000) == 21
+    assert default_concurrency("deno", memory_mb=8000) == 36
+    assert default_concurrency("deno://?sessions_per_process=16", memory_mb=8000) == 53
     assert default_concurrency("subprocess", memory_mb=8000) == 100
     assert default_concurrency("deno", memory_mb=100) == 1
     assert default_concurrency("e2b") == 16  # remote sandboxes use no local memory

@@ -13,8 +13,11 @@ from rlm_core.registry import parse_spec
 
 __all__ = ["SESSION_MEMORY_MB", "default_concurrency"]
 
-SESSION_MEMORY_MB = {"deno": 190, "docker": 80, "subprocess": 40, "mock": 10}
+SESSION_MEMORY_MB = {"deno": 110, "docker": 80, "subprocess": 40, "mock": 10}
 """Host memory one session of each local backend takes, in MB."""
+
+SHARED_DENO_SESSION_MB = 75
+"""One Deno session when sessions share processes (``deno://?sessions_per_process=16``)."""
 
 REMOTE_DEFAULT = 16
 """Default for backends whose sandboxes do not use this machine's memory."""
@@ -47,8 +50,10 @@ def default_concurrency(interpreter: str, memory_mb: float | None = None) -> int
         interpreter: The backend name or spec.
         memory_mb: Available memory; read from the system when None.
     """
-    name = parse_spec(interpreter)[0]
+    name, _, options = parse_spec(interpreter)
     per_session = SESSION_MEMORY_MB.get(name)
+    if name == "deno" and options.get("sessions_per_process", "1").strip() not in ("", "1"):
+        per_session = SHARED_DENO_SESSION_MB
     if per_session is None:
         return REMOTE_DEFAULT
     memory = available_memory_mb() if memory_mb is None else memory_mb

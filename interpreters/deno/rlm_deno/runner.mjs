@@ -38,6 +38,24 @@ function fatal(message) {
   }
 }
 
+// A process shared by sessions reads the memory snapshot once, into memory its workers share,
+// instead of a 30 MB copy per booting session.
+let sharedSnapshot;
+
+function snapshotForWorkers() {
+  if (!config.shared || !config.snapshot) return null;
+  if (sharedSnapshot === undefined) {
+    try {
+      const bytes = Deno.readFileSync(config.snapshot);
+      sharedSnapshot = new Uint8Array(new SharedArrayBuffer(bytes.length));
+      sharedSnapshot.set(bytes);
+    } catch {
+      sharedSnapshot = null; // each worker tries itself, and boots normally if that fails
+    }
+  }
+  return sharedSnapshot;
+}
+
 // Starts one session's worker; `end(reason)` is called once when it stops by itself (reason
 // "" for a normal end). Returns a function that stops it.
 function startSession(pipes, end) {
@@ -106,7 +124,8 @@ function startSession(pipes, end) {
     }
   };
 
-  worker.postMessage({ kind: "init", config, control, interrupt, pipes });
+  const snapshot = snapshotForWorkers();
+  worker.postMessage({ kind: "init", config, control, interrupt, pipes, snapshot });
   return () => stop(null);
 }
 

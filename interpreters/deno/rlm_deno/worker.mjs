@@ -21,6 +21,7 @@ let driver; // the session's rlm_guest.PyodideDriver (a PyProxy)
 let handle; // its bound handle_text method
 let bootInfo = {};
 let currentExec = 0;
+let sharedSnapshot = null; // the memory snapshot, read once by runner.mjs for all its sessions
 
 // Loads guest.py (rlm_core/bridge/guest.py, whose PyodideDriver serves the protocol) as module
 // rlm_guest, unless the memory snapshot already holds this very source. Loaded once and kept in
@@ -338,7 +339,7 @@ async function boot() {
     const plainSet = Int8Array.prototype.set;
     let bytes = null;
     try {
-      bytes = Deno.readFileSync(config.snapshot);
+      bytes = sharedSnapshot || Deno.readFileSync(config.snapshot);
       Int8Array.prototype.set = sparseSet(plainSet);
       // The snapshot's file name hashes this file and guest.py, so its glue is this glue.
       pyodide = await loadPyodide({ ...options, _loadSnapshot: bytes });
@@ -347,8 +348,11 @@ async function boot() {
       pyodide = undefined;
     } finally {
       Int8Array.prototype.set = plainSet;
-      // Pyodide keeps its options, this 30 MB copy among them: detach the buffer to free it.
-      if (bytes) structuredClone(bytes.buffer, { transfer: [bytes.buffer] });
+      // Pyodide keeps its options, this 30 MB copy among them: detach the buffer to free it
+      // (the shared copy stays, for the next session in this process).
+      if (bytes && !(bytes.buffer instanceof SharedArrayBuffer)) {
+        structuredClone(bytes.buffer, { transfer: [bytes.buffer] });
+      }
     }
   }
   if (pyodide === undefined) pyodide = await loadPyodide(options);
@@ -619,6 +623,7 @@ self.onmessage = (event) => {
   const data = event.data;
   if (data.kind === "init") {
     config = data.config;
+    sharedSnapshot = data.snapshot || null;
     control = data.control;
     interruptBuffer = data.interrupt;
     try {
