@@ -452,7 +452,7 @@ class DenoPool:
     Each runner has already loaded Pyodide (from the snapshot) when an interpreter takes it;
     a replacement starts booting at once, in a background thread. Runners are started from
     threads and are not tied to an event loop, so one pool serves any number of loops.
-    An idle runner holds about 150-250 MB of memory.
+    An idle runner holds about 110 MB of memory.
 
     Example::
 
