@@ -42,11 +42,6 @@ def _unavailable(reason: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture(scope="module")
 def engine() -> Iterator[docker.APIClient]:
     """A client of the default engine with the default image present, or a skip/fail."""
     try:

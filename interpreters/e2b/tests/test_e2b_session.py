@@ -22,11 +22,6 @@ pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 def standin() -> Iterator[E2BStandIn]:
     with E2BStandIn() as server:
         yield server

@@ -22,11 +22,6 @@ pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 def standin() -> Iterator[ModalStandIn]:
     with ModalStandIn() as server:
         yield server

@@ -32,11 +32,6 @@ CONTROL_PLANE_START = [
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"  # the modal SDK's .aio interfaces need asyncio
-
-
-@pytest.fixture
 def standin() -> Iterator[ModalStandIn]:
     with ModalStandIn() as server:
         yield server

@@ -20,11 +20,6 @@ CLOUD = "https://api.modal.example"  # never contacted: these tests only read ca
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 def standin() -> Iterator[ModalStandIn]:
     with ModalStandIn() as server:
         yield server

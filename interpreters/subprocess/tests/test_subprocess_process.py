@@ -17,11 +17,6 @@ from rlm_subprocess import SubprocessInterpreter
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def host_pid(interp: SubprocessInterpreter, inner: int) -> int:
     """The host pid of a guest-side pid (the guest may live in its own PID namespace)."""
     channel_pid: int = getattr(interp._channel, "pid")  # noqa: B009 - a ProcessChannel
