@@ -24,6 +24,7 @@ from rlm_core.batch.cli import add_parser as add_batch_parser
 from rlm_core.batch.cli import run as run_batch
 from rlm_core.bench.cli import add_parser as add_bench_parser
 from rlm_core.bench.cli import main as bench_main
+from rlm_core.cli_options import add_interpreter_option, add_model_options
 from rlm_core.errors import ConfigError, InterpreterError, RLMError, RunError
 from rlm_core.observe.commands import add_commands, run_replay, run_view
 
@@ -105,10 +106,8 @@ def _parser() -> argparse.ArgumentParser:
         default="context, query -> answer",
         help="inputs must be context and query (default: 'context, query -> answer')",
     )
-    run.add_argument("--model", "-m", help="litellm model string (default: the model setting)")
-    run.add_argument("--sub-model", help="model for llm_query (default: --model)")
-    run.add_argument("--api-base", help="base URL of an OpenAI-compatible server")
-    run.add_argument("--interpreter", "-i", help="backend name or spec (default: setting)")
+    add_model_options(run)
+    add_interpreter_option(run)
     run.add_argument("--max-iterations", type=int, help="steps before the extract fallback")
     run.add_argument(
         "--json", action="store_true", help="print the result and trajectory as one JSON document"
@@ -130,7 +129,7 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     ex.add_argument("code", help="the code, or - to read it from stdin")
-    ex.add_argument("--interpreter", "-i", help="backend name or spec (default: setting)")
+    add_interpreter_option(ex)
     ex.add_argument("--timeout", type=float, default=60.0, help="seconds (default 60)")
 
     sub.add_parser(
