@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from rlm_core.bench.solver import MONTH_NAMES, NEEDLE_QUESTION, format_date
+from rlm_core.bench.solver import MONTH_NAMES, NEEDLE_QUESTION, compare_word, format_date
 from rlm_core.errors import ConfigError
 
 __all__ = [
@@ -420,14 +420,7 @@ def _oolong(rng: random.Random, length: int, index: int, _haystack: str) -> Item
         answer_type = "ANSWER_TYPE.LABEL"
     elif kind == "compare":
         a, b = rng.sample(LABELS, 2)
-        ca, cb = counts[a], counts[b]
-        word = (
-            "more common than"
-            if ca > cb
-            else "less common than"
-            if ca < cb
-            else "same frequency as"
-        )
+        word = compare_word(counts[a], counts[b])
         query = (
             f"Is label '{a}' more common, less common, or the same frequency as label '{b}'? "
             f"Give your final answer in the form 'Answer: {a} is [X] {b}', where X is "
