@@ -26,7 +26,7 @@ from rlm_core.inputs import prepare_inputs
 from rlm_core.interpreter import HostTool, Interpreter, VariableValue
 from rlm_core.lm import LM, resolve_lm
 from rlm_core.loop import RESERVED_NAMES, Run, RunConfig
-from rlm_core.observe.cassette import Cassette
+from rlm_core.observe.cassette import Cassette, Program
 from rlm_core.observe.wiring import CallWatch
 from rlm_core.registry import InterpreterSpec, create
 from rlm_core.result import RESERVED_RESULT_NAMES, RLMResult
@@ -240,13 +240,15 @@ class RLM:
         lm, sub_lm = watch.replay_models() if watch.replaying else self._models()
         s = self.settings
         watch.describe(
-            signature=_signature_text(self.signature),
-            instructions=self.signature.instructions,
-            inputs=bound,
-            settings=s.model_dump(include=_REPLAYED_SETTINGS),
-            tools=describe_tools(self.tools, reserved=RESERVED_NAMES),
-            lm=lm,
-            sub_lm=sub_lm,
+            Program(
+                signature=_signature_text(self.signature),
+                instructions=self.signature.instructions,
+                inputs=bound,
+                settings=s.model_dump(include=_REPLAYED_SETTINGS),
+                tools=describe_tools(self.tools, reserved=RESERVED_NAMES),
+                lm=lm.model,
+                sub_lm=sub_lm.model,
+            )
         )
         ledger = Ledger(
             Budget(
