@@ -30,7 +30,6 @@ from rlm_core.observe.commands import add_commands, run_replay, run_view
 
 if TYPE_CHECKING:  # the modules below load pydantic and litellm: only commands that run need them
     from rlm_core.config import Settings
-    from rlm_core.lm import LM
     from rlm_core.trajectory import Event
 
 __all__ = ["main"]
@@ -228,7 +227,6 @@ def _options_as_labels(*names: str) -> dict[str, str]:
 
 def _run(args: argparse.Namespace, out: TextIO) -> int:
     from rlm_core.config import load_settings
-    from rlm_core.lm import resolve_lm
 
     given = {
         "model": args.model,
@@ -246,17 +244,11 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
     context = read_context(args.paths, binary=args.binary)
     from rlm_core.rlm import RLM
 
-    def model(setting: str) -> LM | None:
-        name = getattr(settings, setting)
-        sources = {"model": settings.source(setting), "api_base": settings.source("api_base")}
-        return (
-            None if name is None else resolve_lm(name, api_base=settings.api_base, sources=sources)
-        )
-
+    lm, sub_lm = settings.resolve_models()
     rlm = RLM(
         args.signature,
-        lm=model("model"),
-        sub_lm=model("sub_model"),
+        lm=lm,
+        sub_lm=sub_lm,
         interpreter=settings.interpreter,
         api_base=settings.api_base,
         max_iterations=settings.max_iterations,
