@@ -9,6 +9,7 @@ thread, so sandbox I/O never blocks the caller's loop (an asyncio loop; the SDK 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 import urllib.parse
@@ -41,13 +42,23 @@ _CREDENTIALS_HINT = (
 )
 
 
-_LOCAL_SERVER_CAPABILITIES = Capabilities(
+def _sandbox_capabilities(*, network: bool) -> Capabilities:
+    """What a Modal sandbox enforces: a container that keeps its state after a timeout."""
+    return Capabilities(
+        isolation="container",
+        network=network,
+        writable_filesystem=True,
+        survives_timeout=True,
+        max_variable_bytes=None,
+        python_version=None,
+        host_env_visible=False,
+        host_files_visible=False,
+    )
+
+
+_LOCAL_SERVER_CAPABILITIES = dataclasses.replace(
+    _sandbox_capabilities(network=True),
     isolation="process",
-    network=True,
-    writable_filesystem=True,
-    survives_timeout=True,
-    max_variable_bytes=None,
-    python_version=None,
     host_env_visible=True,
     host_files_visible=True,
 )
@@ -176,16 +187,7 @@ class ModalInterpreter(ChannelInterpreter):
             return local_process_capabilities()
         if _is_loopback(self._server_url_setting() or ""):
             return _LOCAL_SERVER_CAPABILITIES
-        return Capabilities(
-            isolation="container",
-            network=not self.block_network,
-            writable_filesystem=True,
-            survives_timeout=True,
-            max_variable_bytes=None,
-            python_version=None,
-            host_env_visible=False,
-            host_files_visible=False,
-        )
+        return _sandbox_capabilities(network=not self.block_network)
 
     def _server_url_setting(self) -> str | None:
         """The configured API address (argument, MODAL_SERVER_URL, profile); None: Modal's."""
