@@ -7,18 +7,13 @@ isolation probes then check what really holds, and nothing is falsely claimed.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from rlm_conformance import InterpreterFactory, RPCSandboxConformance
+from rlm_conformance.fixtures import context_fixture
 from rlm_e2b.testing import E2BStandIn
 
-
-@pytest.fixture(scope="module")
-def standin() -> Iterator[E2BStandIn]:
-    with E2BStandIn() as server:
-        yield server
+standin = context_fixture(E2BStandIn, scope="module")
 
 
 class TestE2BConformance(RPCSandboxConformance):

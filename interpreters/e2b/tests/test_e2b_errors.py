@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Iterator
 
 import anyio
 import pytest
 
+from rlm_conformance.fixtures import context_fixture
 from rlm_core.errors import (
     ConfigError,
     InterpreterUnavailableError,
@@ -21,10 +21,7 @@ from rlm_e2b.testing import E2BStandIn
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def standin() -> Iterator[E2BStandIn]:
-    with E2BStandIn() as server:
-        yield server
+standin = context_fixture(E2BStandIn)
 
 
 @pytest.fixture

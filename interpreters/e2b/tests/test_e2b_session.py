@@ -6,11 +6,10 @@ sequence a session produces; an SDK upgrade that changes the protocol fails here
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from rlm_conformance.eventloop import loop_gaps
+from rlm_conformance.fixtures import context_fixture
 from rlm_core.bridge.protocol import bootstrap_frame
 from rlm_core.registry import create
 from rlm_core.sync import BlockingInterpreter
@@ -20,10 +19,7 @@ from rlm_e2b.testing import DEBUG_SANDBOX_ID, STANDIN_CAPABILITIES, E2BStandIn
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def standin() -> Iterator[E2BStandIn]:
-    with E2BStandIn() as server:
-        yield server
+standin = context_fixture(E2BStandIn)
 
 
 async def test_session_rpc_sequence(standin: E2BStandIn) -> None:

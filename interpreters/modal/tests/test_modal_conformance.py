@@ -8,18 +8,13 @@ the live tests (``pytest -m live`` with credentials).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from rlm_conformance import InterpreterFactory, RPCSandboxConformance
+from rlm_conformance.fixtures import context_fixture
 from rlm_modal.testing import ModalStandIn
 
-
-@pytest.fixture(scope="module")
-def standin() -> Iterator[ModalStandIn]:
-    with ModalStandIn() as server:
-        yield server
+standin = context_fixture(ModalStandIn, scope="module")
 
 
 class TestModalConformance(RPCSandboxConformance):

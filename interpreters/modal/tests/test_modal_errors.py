@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Iterator
 
 import anyio
 import modal.config
@@ -13,6 +12,7 @@ import modal.exception
 import pytest
 from grpclib import Status
 
+from rlm_conformance.fixtures import context_fixture
 from rlm_core.config import load_settings
 from rlm_core.errors import ConfigError, InterpreterUnavailableError, SessionLostError
 from rlm_modal import ModalInterpreter
@@ -21,10 +21,7 @@ from rlm_modal.testing import ModalStandIn
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def standin() -> Iterator[ModalStandIn]:
-    with ModalStandIn() as server:
-        yield server
+standin = context_fixture(ModalStandIn)
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import time
-from collections.abc import Iterator
 
 import anyio
 import pytest
@@ -17,6 +16,7 @@ from modal_proto import api_pb2
 from modal_proto import task_command_router_pb2 as sr_pb2
 
 from rlm_conformance.eventloop import loop_gaps
+from rlm_conformance.fixtures import context_fixture
 from rlm_core.bridge.protocol import HEADER, bootstrap_frame, loader_argv
 from rlm_modal.testing import ModalStandIn
 
@@ -32,10 +32,7 @@ CONTROL_PLANE_START = [
 ]
 
 
-@pytest.fixture
-def standin() -> Iterator[ModalStandIn]:
-    with ModalStandIn() as server:
-        yield server
+standin = context_fixture(ModalStandIn)
 
 
 def split_frames(stream: bytes) -> list[tuple[dict[str, object], int]]:
