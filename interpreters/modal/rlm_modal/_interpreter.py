@@ -9,7 +9,6 @@ thread, so sandbox I/O never blocks the caller's loop (an asyncio loop; the SDK 
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
 import urllib.parse
@@ -18,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
-from rlm_core.bridge.process import local_process_capabilities
+from rlm_core.bridge.process import LOCAL_PROCESS_CAPABILITIES, local_process_capabilities
 from rlm_core.bridge.protocol import loader_argv
 from rlm_core.bridge.session import ChannelInterpreter, GuestChannel
 from rlm_core.errors import ConfigError, InterpreterUnavailableError
@@ -40,29 +39,6 @@ _CREDENTIALS_HINT = (
     "set MODAL_TOKEN_ID and MODAL_TOKEN_SECRET (create a token with `modal token new`), "
     "or pass token_id= and token_secret="
 )
-
-
-def _sandbox_capabilities(*, network: bool) -> Capabilities:
-    """What a Modal sandbox enforces: a container that keeps its state after a timeout."""
-    return Capabilities(
-        isolation="container",
-        network=network,
-        writable_filesystem=True,
-        survives_timeout=True,
-        max_variable_bytes=None,
-        python_version=None,
-        host_env_visible=False,
-        host_files_visible=False,
-    )
-
-
-_LOCAL_SERVER_CAPABILITIES = dataclasses.replace(
-    _sandbox_capabilities(network=True),
-    isolation="process",
-    host_env_visible=True,
-    host_files_visible=True,
-)
-"""What an interpreter claims against a Modal API served from this machine: nothing."""
 
 
 def _is_loopback(url: str) -> bool:
@@ -186,8 +162,19 @@ class ModalInterpreter(ChannelInterpreter):
         if self.standin:  # our own stand-in: a confined local process, clean environment
             return local_process_capabilities()
         if _is_loopback(self._server_url_setting() or ""):
-            return _LOCAL_SERVER_CAPABILITIES
-        return _sandbox_capabilities(network=not self.block_network)
+            # A Modal API served from this machine runs sandboxes we know nothing about:
+            # claim only what any local process gets.
+            return LOCAL_PROCESS_CAPABILITIES
+        return Capabilities(
+            isolation="container",
+            network=not self.block_network,
+            writable_filesystem=True,
+            survives_timeout=True,
+            max_variable_bytes=None,
+            python_version=None,
+            host_env_visible=False,
+            host_files_visible=False,
+        )
 
     def _server_url_setting(self) -> str | None:
         """The configured API address (argument, MODAL_SERVER_URL, profile); None: Modal's."""
