@@ -69,6 +69,11 @@ class Item:
         return len(self.context) // CHARS_PER_TOKEN
 
 
+def _item_id(task: str, length: int, index: int) -> str:
+    """``oolong-8k-3``: the task, the length bucket and the index (``generate`` adds the seed)."""
+    return f"{task}-{format_length(length)}-{index}"
+
+
 def parse_lengths(text: str) -> list[int]:
     """``"8k,32k,128k,1m"`` as token counts.
 
@@ -212,7 +217,7 @@ def _sniah(rng: random.Random, length: int, index: int, haystack: str) -> Item:
     context = "".join(sentences)
     return Item(
         task="sniah",
-        item_id=f"sniah-{format_length(length)}-{index}",
+        item_id=_item_id("sniah", length, index),
         length=length,
         context=context,
         query=NEEDLE_QUESTION.format(key=key),
@@ -461,7 +466,7 @@ def _oolong(rng: random.Random, length: int, index: int, _haystack: str) -> Item
         answer_type = "ANSWER_TYPE.DATE"
     return Item(
         task="oolong",
-        item_id=f"oolong-{format_length(length)}-{index}",
+        item_id=_item_id("oolong", length, index),
         length=length,
         context=recs.text(),
         query=query,
@@ -516,7 +521,7 @@ def _pairs(rng: random.Random, length: int, index: int, _haystack: str) -> Item:
     pairs = [[a, b] for i, a in enumerate(qualifying) for b in qualifying[i + 1 :]]
     return Item(
         task="oolong-pairs",
-        item_id=f"oolong-pairs-{format_length(length)}-{index}",
+        item_id=_item_id("oolong-pairs", length, index),
         length=length,
         context=recs.text(),
         query=query,
