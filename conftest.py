@@ -1,4 +1,4 @@
-"""Guards for the whole test run: no test may damage the machine it runs on.
+"""Guards and defaults for the whole test run: no test may damage the machine it runs on.
 
 Guest code in these tests runs as the user running pytest (root in CI) on the backends without
 a filesystem boundary; a test whose guest deletes or replaces a device node would break every
@@ -26,3 +26,12 @@ def _devices_stay_devices() -> Iterator[None]:
     yield
     damaged = _damaged()
     assert not damaged, f"this test left {damaged} no longer character devices"
+
+
+@pytest.fixture(scope="module")
+def anyio_backend() -> str:
+    """Async tests run on asyncio (anyio would also run them on trio, which is installed).
+
+    Module scope, like anyio's own default, so module-scoped async fixtures can use it.
+    """
+    return "asyncio"

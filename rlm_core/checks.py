@@ -14,7 +14,10 @@ from collections.abc import Mapping, Sequence
 from rlm_core.errors import ConfigError
 from rlm_core.interpreter import GUEST_BUILTINS, SubmitField
 
-__all__ = ["check_output_names", "check_variable_name", "check_variables"]
+__all__ = ["check_output_names", "check_variable_name", "check_variables", "utf8_size"]
+
+_CHUNK = 4 * 1024 * 1024
+"""Characters encoded at a time when measuring text, so a 1 GB string is never copied whole."""
 
 
 def check_variable_name(name: str, *, reserved: frozenset[str] = GUEST_BUILTINS) -> None:
@@ -82,3 +85,15 @@ def _check_json(value: object, path: str) -> None:
             "values (str, int, float, bool, None, list, dict) or bytes, e.g. convert a set with "
             "sorted(...) or a model with .model_dump(mode='json')."
         )
+
+
+def utf8_size(text: str) -> int:
+    """Bytes ``text`` takes as UTF-8 (as it crosses into the sandbox), without a full encoded copy.
+
+    Raises:
+        UnicodeEncodeError: ``text`` holds a lone surrogate (the error's ``start`` is within
+            the 4 MiB piece that holds it).
+    """
+    if text.isascii():
+        return len(text)
+    return sum(len(text[i : i + _CHUNK].encode("utf-8")) for i in range(0, len(text), _CHUNK))

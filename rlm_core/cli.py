@@ -24,12 +24,12 @@ from rlm_core.batch.cli import add_parser as add_batch_parser
 from rlm_core.batch.cli import run as run_batch
 from rlm_core.bench.cli import add_parser as add_bench_parser
 from rlm_core.bench.cli import main as bench_main
+from rlm_core.cli_options import add_interpreter_option, add_model_options
 from rlm_core.errors import ConfigError, InterpreterError, RLMError, RunError
 from rlm_core.observe.commands import add_commands, run_replay, run_view
 
 if TYPE_CHECKING:  # the modules below load pydantic and litellm: only commands that run need them
     from rlm_core.config import Settings
-    from rlm_core.lm import LM
     from rlm_core.trajectory import Event
 
 __all__ = ["main"]
@@ -105,10 +105,8 @@ def _parser() -> argparse.ArgumentParser:
         default="context, query -> answer",
         help="inputs must be context and query (default: 'context, query -> answer')",
     )
-    run.add_argument("--model", "-m", help="litellm model string (default: the model setting)")
-    run.add_argument("--sub-model", help="model for llm_query (default: --model)")
-    run.add_argument("--api-base", help="base URL of an OpenAI-compatible server")
-    run.add_argument("--interpreter", "-i", help="backend name or spec (default: setting)")
+    add_model_options(run)
+    add_interpreter_option(run)
     run.add_argument("--max-iterations", type=int, help="steps before the extract fallback")
     run.add_argument(
         "--json", action="store_true", help="print the result and trajectory as one JSON document"
@@ -130,7 +128,7 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     ex.add_argument("code", help="the code, or - to read it from stdin")
-    ex.add_argument("--interpreter", "-i", help="backend name or spec (default: setting)")
+    add_interpreter_option(ex)
     ex.add_argument("--timeout", type=float, default=60.0, help="seconds (default 60)")
 
     sub.add_parser(
@@ -229,7 +227,6 @@ def _options_as_labels(*names: str) -> dict[str, str]:
 
 def _run(args: argparse.Namespace, out: TextIO) -> int:
     from rlm_core.config import load_settings
-    from rlm_core.lm import resolve_lm
 
     given = {
         "model": args.model,
@@ -247,17 +244,11 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
     context = read_context(args.paths, binary=args.binary)
     from rlm_core.rlm import RLM
 
-    def model(setting: str) -> LM | None:
-        name = getattr(settings, setting)
-        sources = {"model": settings.source(setting), "api_base": settings.source("api_base")}
-        return (
-            None if name is None else resolve_lm(name, api_base=settings.api_base, sources=sources)
-        )
-
+    lm, sub_lm = settings.resolve_models()
     rlm = RLM(
         args.signature,
-        lm=model("model"),
-        sub_lm=model("sub_model"),
+        lm=lm,
+        sub_lm=sub_lm,
         interpreter=settings.interpreter,
         api_base=settings.api_base,
         max_iterations=settings.max_iterations,

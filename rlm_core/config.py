@@ -13,7 +13,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
@@ -22,9 +22,20 @@ from rlm_core.errors import ConfigError
 from rlm_core.interpreter import DEFAULT_MAX_OUTPUT_CHARS, Interpreter
 from rlm_core.registry import KNOWN_BACKENDS, available, check_installed, create, parse_spec
 
-__all__ = ["ENV_PREFIX", "Settings", "find_project_file", "load_settings"]
+if TYPE_CHECKING:
+    from rlm_core.lm import LM
+
+__all__ = ["ENV_PREFIX", "NO_MODEL_HINT", "Settings", "find_project_file", "load_settings"]
 
 ENV_PREFIX = "RLM_"
+
+NO_MODEL_HINT = (
+    "no model is configured. Pass lm='provider/model' (any litellm model string, e.g. "
+    "'openai/gpt-4o-mini'), set RLM_MODEL, or add `model = ...` to rlm.toml or [tool.rlm] in "
+    "pyproject.toml. For a local OpenAI-compatible server use model 'openai/<name>' with "
+    "api_base='http://127.0.0.1:8000/v1' (RLM_API_BASE)."
+)
+"""What to do when no model is configured (``RLM`` and ``rlm batch`` raise it)."""
 
 
 class Settings(BaseModel):
@@ -62,6 +73,29 @@ class Settings(BaseModel):
         file's path, or ``"the default"``.
         """
         return self._sources.get(name, "the default")
+
+    def resolve_models(self, lm: object = None, sub_lm: object = None) -> tuple[LM, LM]:
+        """The root model and the sub-model (for llm_query and rlm_query), both at ``api_base``.
+
+        ``lm`` and ``sub_lm`` (model strings, :class:`~rlm_core.lm.LM` or ``dspy.LM``) win
+        over the ``model`` and ``sub_model`` settings; the sub-model defaults to the root one.
+        Error messages name where each setting came from.
+
+        Raises:
+            ConfigError: No model is given or configured, or one cannot be used as a model.
+        """
+        from rlm_core.lm import resolve_lm
+
+        lm = self.model if lm is None else lm
+        if lm is None:
+            raise ConfigError(NO_MODEL_HINT)
+        sources = {"model": self.source("model"), "api_base": self.source("api_base")}
+        root = resolve_lm(lm, api_base=self.api_base, sources=sources)
+        sub_lm = self.sub_model if sub_lm is None else sub_lm
+        if sub_lm is None:
+            return root, root
+        sub_sources = {**sources, "model": self.source("sub_model")}
+        return root, resolve_lm(sub_lm, api_base=self.api_base, sources=sub_sources)
 
     def backend_options(self, name: str) -> dict[str, Any]:
         """The configured options for backend ``name`` (empty if none)."""

@@ -12,6 +12,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from rlm_core.checks import utf8_size
 from rlm_core.errors import ConfigError
 from rlm_core.interpreter import Capabilities, VariableValue
 from rlm_core.tools import check_utf8, to_json
@@ -58,9 +59,7 @@ def variable_size(value: VariableValue) -> int:
     if isinstance(value, bytes):
         return len(value)
     if isinstance(value, str):
-        if value.isascii():
-            return len(value)
-        return sum(len(value[i : i + _CHUNK].encode("utf-8")) for i in range(0, len(value), _CHUNK))
+        return utf8_size(value)
     return len(json.dumps(value, ensure_ascii=False, allow_nan=False).encode("utf-8"))
 
 

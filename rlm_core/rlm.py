@@ -24,9 +24,9 @@ from rlm_core.config import Settings, load_settings
 from rlm_core.errors import ConfigError
 from rlm_core.inputs import prepare_inputs
 from rlm_core.interpreter import HostTool, Interpreter, VariableValue
-from rlm_core.lm import LM, resolve_lm
+from rlm_core.lm import LM
 from rlm_core.loop import RESERVED_NAMES, Run, RunConfig
-from rlm_core.observe.cassette import Cassette
+from rlm_core.observe.cassette import Cassette, Program
 from rlm_core.observe.wiring import CallWatch
 from rlm_core.registry import InterpreterSpec, create
 from rlm_core.result import RESERVED_RESULT_NAMES, RLMResult
@@ -48,13 +48,6 @@ _REPLAYED_SETTINGS = {
     "max_time_s",
 }
 """Settings a cassette keeps, so ``rlm replay`` runs the program under the same limits."""
-
-NO_MODEL_HINT = (
-    "no model is configured. Pass lm='provider/model' (any litellm model string, e.g. "
-    "'openai/gpt-4o-mini'), set RLM_MODEL, or add `model = ...` to rlm.toml or [tool.rlm] in "
-    "pyproject.toml. For a local OpenAI-compatible server use model 'openai/<name>' with "
-    "api_base='http://127.0.0.1:8000/v1' (RLM_API_BASE)."
-)
 
 
 class RLM:
@@ -189,21 +182,7 @@ class RLM:
     # ---- models and interpreters --------------------------------------------------------
 
     def _models(self) -> tuple[LM, LM]:
-        api_base = self.settings.api_base
-        lm_arg = self._lm_arg if self._lm_arg is not None else self.settings.model
-        if lm_arg is None:
-            raise ConfigError(NO_MODEL_HINT)
-        sources = {
-            "model": self.settings.source("model"),
-            "api_base": self.settings.source("api_base"),
-        }
-        lm = resolve_lm(lm_arg, api_base=api_base, sources=sources)
-        sub_arg = self._sub_lm_arg if self._sub_lm_arg is not None else self.settings.sub_model
-        sub_sources = {**sources, "model": self.settings.source("sub_model")}
-        sub_lm = (
-            lm if sub_arg is None else resolve_lm(sub_arg, api_base=api_base, sources=sub_sources)
-        )
-        return lm, sub_lm
+        return self.settings.resolve_models(self._lm_arg, self._sub_lm_arg)
 
     def _interpreter_factory(self) -> Callable[[], tuple[Interpreter, bool]]:
         spec = self._interpreter
@@ -240,13 +219,15 @@ class RLM:
         lm, sub_lm = watch.replay_models() if watch.replaying else self._models()
         s = self.settings
         watch.describe(
-            signature=_signature_text(self.signature),
-            instructions=self.signature.instructions,
-            inputs=bound,
-            settings=s.model_dump(include=_REPLAYED_SETTINGS),
-            tools=describe_tools(self.tools, reserved=RESERVED_NAMES),
-            lm=lm,
-            sub_lm=sub_lm,
+            Program(
+                signature=_signature_text(self.signature),
+                instructions=self.signature.instructions,
+                inputs=bound,
+                settings=s.model_dump(include=_REPLAYED_SETTINGS),
+                tools=describe_tools(self.tools, reserved=RESERVED_NAMES),
+                lm=lm.model,
+                sub_lm=sub_lm.model,
+            )
         )
         ledger = Ledger(
             Budget(

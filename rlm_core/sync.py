@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
@@ -23,12 +22,13 @@ from rlm_core.interpreter import (
     SubmitField,
     VariableValue,
 )
+from rlm_core.lifecycle import StartCloseContext
 from rlm_core.registry import InterpreterSpec, create
 
 __all__ = ["BlockingInterpreter"]
 
 
-class BlockingInterpreter:
+class BlockingInterpreter(StartCloseContext):
     """Blocking methods over any interpreter; use as a context manager.
 
     Args:
@@ -106,15 +106,3 @@ class BlockingInterpreter:
             self._portal_cm.__exit__(None, None, None)
             self._portal = None
             self._portal_cm = None
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

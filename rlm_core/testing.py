@@ -14,8 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import anyio
 
@@ -28,6 +27,7 @@ from rlm_core.interpreter import (
     SubmitField,
     VariableValue,
 )
+from rlm_core.lifecycle import AsyncStartCloseContext, StartCloseContext
 from rlm_core.lm import Completion, Message, Usage
 
 __all__ = ["OpenAIStubServer", "ScriptedInterpreter", "ScriptedLM"]
@@ -118,7 +118,7 @@ class ScriptedLM:
         return Completion(text=text, usage=self.usage, model=self._model)
 
 
-class OpenAIStubServer:
+class OpenAIStubServer(StartCloseContext):
     r"""An OpenAI-compatible chat-completions server on 127.0.0.1, in a background thread.
 
     Use with litellm as ``model="openai/<anything>", api_base=server.api_base``.
@@ -165,7 +165,8 @@ class OpenAIStubServer:
         index = min(next(self._counter), len(self._replies) - 1)
         return self._replies[index]
 
-    def __enter__(self) -> Self:
+    def start(self) -> None:
+        """Start serving in a background thread (``with server:`` does it for you)."""
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -224,14 +225,9 @@ class OpenAIStubServer:
             target=server.serve_forever, name="openai-stub", daemon=True
         )
         self._thread.start()
-        return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def close(self) -> None:
+        """Stop the server and its thread; idempotent."""
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -244,7 +240,7 @@ class OpenAIStubServer:
 Script = Iterable[ExecutionResult | str] | Callable[[str], ExecutionResult | str]
 
 
-class ScriptedInterpreter:
+class ScriptedInterpreter(AsyncStartCloseContext):
     """An interpreter double that runs nothing.
 
     Each ``execute`` returns the next scripted item (a string is shown as stdout), or what a
@@ -289,18 +285,6 @@ class ScriptedInterpreter:
     def capabilities(self) -> Capabilities:
         """The scripted capabilities."""
         return self._capabilities
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     def _check(self) -> None:
         if self.closed:

@@ -7,66 +7,15 @@ guests with it, daemons the guest started included.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
 
-
-def descendants(root: int) -> list[int]:
-    """Every process below ``root`` (host pids)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat", "rb") as handle:
-                    stat = handle.read()
-            except OSError:
-                continue
-            ppid = int(stat[stat.rindex(b")") + 2 :].split()[1])
-            children.setdefault(ppid, []).append(int(entry))
-    found, stack = [], list(children.get(root, []))
-    while stack:
-        pid = stack.pop()
-        found.append(pid)
-        stack.extend(children.get(pid, []))
-    return found
-
-
-def running(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            stat = handle.read()
-    except OSError:
-        return False
-    return stat[stat.rindex(b")") + 2 :].split()[0] != b"Z"
-
-
-def wait_until(predicate: object, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return True
-        time.sleep(0.05)
-    return False
-
-
-def busy_guests(host: int) -> list[int]:
-    """Processes below ``host`` running the guest loader (wrappers included)."""
-    found = []
-    for pid in descendants(host):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as handle:
-                if b"rlm-guest" in handle.read():
-                    found.append(pid)
-        except OSError:
-            continue
-    return found
+from rlm_conformance.processes import descendants, guest_processes, running, wait_until
 
 
 def stop_cli_with(signum: int, tmp_path: Path) -> tuple[int, str, list[int]]:
@@ -90,7 +39,7 @@ def stop_cli_with(signum: int, tmp_path: Path) -> tuple[int, str, list[int]]:
     )
     try:
         assert wait_until(marker.exists, 60), "the guest never started"
-        guests = busy_guests(cli.pid)
+        guests = guest_processes(cli.pid)
         assert guests
         cli.send_signal(signum)
         _, stderr = cli.communicate(timeout=30)
@@ -147,7 +96,7 @@ def test_a_killed_library_host_takes_its_guests_and_their_daemons_with_it(
     host = subprocess.Popen([sys.executable, str(script)])
     try:
         assert wait_until(ready.exists, 60), "the daemon never started"
-        assert wait_until(lambda: len(busy_guests(host.pid)) >= 2, 10)
+        assert wait_until(lambda: len(guest_processes(host.pid)) >= 2, 10)
         below = descendants(host.pid)
         assert below
         host.kill()  # SIGKILL: the host gets no chance to close anything
@@ -155,6 +104,7 @@ def test_a_killed_library_host_takes_its_guests_and_their_daemons_with_it(
     finally:
         if host.poll() is None:
             host.kill()
-    left = [pid for pid in below if wait_until(lambda pid=pid: not running(pid), 10) is False]
+    wait_until(lambda: not any(running(pid) for pid in below), 10)
+    left = [pid for pid in below if running(pid)]
     # The daemon re-parented to the guest's init (or subreaper), so it was among them.
     assert left == [], "processes outlived their SIGKILLed host"

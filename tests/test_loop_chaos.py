@@ -15,6 +15,7 @@ import signal
 import anyio
 import pytest
 
+from rlm_conformance.processes import guest_processes
 from rlm_core.lm import Message
 from rlm_core.rlm import RLM
 from rlm_core.testing import ScriptedLM
@@ -29,33 +30,6 @@ CELL = (
     "Counting.\n```python\nimport time\ntime.sleep(0.15)\n"
     "k = globals().get('k', 0) + 1\nif k >= 3:\n    SUBMIT(len(context))\n```"
 )
-
-
-def guest_processes() -> list[int]:
-    """Descendants of this process that run the guest loader (the guests, and any wrappers)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as handle:
-                stat = handle.read()
-        except OSError:
-            continue
-        ppid = int(stat[stat.rindex(b")") + 2 :].split()[1])
-        children.setdefault(ppid, []).append(int(entry))
-    found: list[int] = []
-    stack = list(children.get(os.getpid(), []))
-    while stack:
-        pid = stack.pop()
-        stack.extend(children.get(pid, []))
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as handle:
-                if b"rlm-guest" in handle.read():
-                    found.append(pid)
-        except OSError:
-            continue
-    return found
 
 
 @pytest.mark.timeout(300)
@@ -83,7 +57,7 @@ def test_twenty_concurrent_runs_survive_random_sigkills() -> None:
         # the few runs still going near the end are not singled out by a constant kill rate.
         while not done.is_set() and len(kills) < MAX_KILLS:
             await anyio.sleep(0.05)
-            for victim in guest_processes():
+            for victim in guest_processes(os.getpid()):
                 if rng.random() < KILL_CHANCE_PER_TICK:
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(victim, signal.SIGKILL)
@@ -105,4 +79,4 @@ def test_twenty_concurrent_runs_survive_random_sigkills() -> None:
     kinds = [e["event"] for e in events]
     assert kinds.count("session_retry") >= 1
     assert kinds.count("session_restart") >= 1
-    assert guest_processes() == []
+    assert guest_processes(os.getpid()) == []

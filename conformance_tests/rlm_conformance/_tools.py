@@ -21,6 +21,7 @@ from rlm_conformance._host import (
     echo,
     host_only_default,
 )
+from rlm_conformance.eventloop import loop_gaps
 from rlm_core.errors import ConfigError
 from rlm_core.interpreter import Interpreter
 
@@ -274,20 +275,10 @@ class ToolTests(ConformanceBase):
         """A slow sync tool runs off the event loop: other tasks progress while it works."""
         import time
 
-        ticks: list[float] = []
-        stop = anyio.Event()
-
-        async def ticker() -> None:
-            while not stop.is_set():
-                ticks.append(time.monotonic())
-                await anyio.sleep(0.01)
-
         def slow() -> None:
             time.sleep(0.3)  # blocking on purpose: the backend must run it on a worker thread
 
         await interpreter.register({"slow": slow})
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(ticker)
+        async with loop_gaps() as gaps:
             await self.ok(interpreter, "slow()")
-            stop.set()
-        assert len(ticks) >= 5
+        assert len(gaps) >= 5

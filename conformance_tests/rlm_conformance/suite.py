@@ -22,7 +22,7 @@ from rlm_conformance._tools import ToolTests
 from rlm_conformance._truncation import TruncationTests
 from rlm_conformance._variables import VariableTests
 
-__all__ = ["InterpreterConformance"]
+__all__ = ["InterpreterConformance", "RPCSandboxConformance"]
 
 
 class InterpreterConformance(
@@ -67,3 +67,17 @@ class InterpreterConformance(
 
 
 InterpreterConformance.conformance_base = InterpreterConformance
+
+
+class RPCSandboxConformance(InterpreterConformance):
+    """The suite tuned for a backend whose guest I/O crosses an SDK's RPC stack (E2B, Modal).
+
+    Each tool call there costs about 2 ms instead of microseconds over a pipe, so the 1,000-call
+    cell gets 120 s and any call 240 s before it counts as a hang, and each of the 16 guest
+    threads that share one stdin/stdout pair makes 100 tool calls (1,600 replies) instead of
+    300, so no cell outlives the RPC stack's throughput on a busy CI machine.
+    """
+
+    cell_timeout = 120.0
+    thread_tool_calls = 100
+    hang_limit_s = 240.0

@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import Any
 
+from rlm_core.cli_options import add_interpreter_option, add_model_options
 from rlm_core.errors import ConfigError
 
 __all__ = ["add_parser", "run"]
@@ -25,10 +26,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--output", "-o", required=True, help="results JSONL (resumed if present)")
     p.add_argument("--signature", "-s", required=True, help="e.g. 'document, question -> answer'")
     p.add_argument("--id-field", default="id", help="field naming each row (default: id)")
-    p.add_argument("--model", "-m", help="litellm model string (default: the model setting)")
-    p.add_argument("--sub-model", help="model for llm_query (default: --model)")
-    p.add_argument("--api-base", help="base URL of an OpenAI-compatible server")
-    p.add_argument("--interpreter", "-i", help="backend name or spec (default: setting)")
+    add_model_options(p)
+    add_interpreter_option(p)
     p.add_argument("--max-iterations", type=int, help="steps per row before extract")
     p.add_argument(
         "--concurrency", "-j", type=int, help="rows at once (default: what memory allows)"

@@ -21,7 +21,7 @@ import anyio
 
 from rlm_core.batch.limits import BatchBudgetExceededError, LimitedLM, LimitsClient
 from rlm_core.batch.rows import Row
-from rlm_core.config import load_settings
+from rlm_core.config import NO_MODEL_HINT, load_settings
 from rlm_core.errors import ConfigError, LMError, SessionLostError
 from rlm_core.lm import LM, resolve_lm
 
@@ -87,7 +87,7 @@ class BatchJob:
         Raises:
             ConfigError: No model is configured, or the signature is invalid.
         """
-        from rlm_core.rlm import NO_MODEL_HINT, RLM
+        from rlm_core.rlm import RLM
 
         s = load_settings(
             {

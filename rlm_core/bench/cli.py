@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rlm_core.cli_options import add_model_options
+
 __all__ = ["add_parser", "main"]
 
 
@@ -24,9 +26,7 @@ def add_parser(sub: Any) -> None:
         help="comma-separated: sniah, oolong, oolong-pairs, or file:PATH.jsonl "
         "(a local OOLONG-synth or RULER NIAH file)",
     )
-    p.add_argument("--model", "-m", required=True, help="litellm model string or scripted:...")
-    p.add_argument("--sub-model", help="model for llm_query and rlm_query (default: --model)")
-    p.add_argument("--api-base", help="base URL of an OpenAI-compatible server")
+    add_model_options(p, model_help="litellm model string or scripted:...", required=True)
     p.add_argument("--lengths", default="8k,32k", help="input lengths in tokens (chars / 4)")
     p.add_argument("--n", type=int, default=10, help="items per task and length (default 10)")
     p.add_argument("--repeats", type=int, default=1, help="runs of each item (default 1)")

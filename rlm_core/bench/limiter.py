@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from types import TracebackType
 
 import anyio
 
@@ -41,12 +40,7 @@ class RateLimiter:
             if wait > 0:
                 await anyio.sleep(wait)
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         if self._slots is not None:
             self._slots.release()
 

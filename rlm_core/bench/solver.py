@@ -17,6 +17,7 @@ __all__ = [
     "NEEDLE_QUESTION",
     "answer_oolong",
     "answer_pairs",
+    "compare_word",
     "format_date",
     "label_prompts",
     "parse_label_replies",
@@ -64,6 +65,13 @@ def date_key(date: str) -> tuple[int, int, int]:
 def format_date(key: tuple[int, int, int]) -> str:
     """(year, month, day) back to the records' ``"Mar 05, 2023"`` form."""
     return f"{MONTHS[key[1] - 1]} {key[2]:02d}, {key[0]}"
+
+
+def compare_word(count_a: int, count_b: int) -> str:
+    """How OOLONG words a comparison of two label counts: ``Answer: A is <word> B``."""
+    if count_a > count_b:
+        return "more common than"
+    return "less common than" if count_a < count_b else "same frequency as"
 
 
 def parse_question(question: str) -> dict[str, Any]:
@@ -152,14 +160,7 @@ def answer_oolong(
         return "Label: " + (ranked[-1][0] if kind == "most" else ranked[0][0])
     if kind == "compare":
         a, b = question["labels"]
-        ca, cb = counts.get(a, 0), counts.get(b, 0)
-        word = (
-            "more common than"
-            if ca > cb
-            else "less common than"
-            if ca < cb
-            else "same frequency as"
-        )
+        word = compare_word(counts.get(a, 0), counts.get(b, 0))
         return f"Answer: {a} is {word} {b}"
     if kind == "user_count":
         n = sum(

@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from rlm_core.bench.solver import MONTH_NAMES, NEEDLE_QUESTION, format_date
+from rlm_core.bench.solver import MONTH_NAMES, NEEDLE_QUESTION, compare_word, format_date
 from rlm_core.errors import ConfigError
 
 __all__ = [
@@ -67,6 +67,11 @@ class Item:
     def context_tokens(self) -> int:
         """The input's length in estimated tokens."""
         return len(self.context) // CHARS_PER_TOKEN
+
+
+def _item_id(task: str, length: int, index: int) -> str:
+    """``oolong-8k-3``: the task, the length bucket and the index (``generate`` adds the seed)."""
+    return f"{task}-{format_length(length)}-{index}"
 
 
 def parse_lengths(text: str) -> list[int]:
@@ -212,7 +217,7 @@ def _sniah(rng: random.Random, length: int, index: int, haystack: str) -> Item:
     context = "".join(sentences)
     return Item(
         task="sniah",
-        item_id=f"sniah-{format_length(length)}-{index}",
+        item_id=_item_id("sniah", length, index),
         length=length,
         context=context,
         query=NEEDLE_QUESTION.format(key=key),
@@ -420,14 +425,7 @@ def _oolong(rng: random.Random, length: int, index: int, _haystack: str) -> Item
         answer_type = "ANSWER_TYPE.LABEL"
     elif kind == "compare":
         a, b = rng.sample(LABELS, 2)
-        ca, cb = counts[a], counts[b]
-        word = (
-            "more common than"
-            if ca > cb
-            else "less common than"
-            if ca < cb
-            else "same frequency as"
-        )
+        word = compare_word(counts[a], counts[b])
         query = (
             f"Is label '{a}' more common, less common, or the same frequency as label '{b}'? "
             f"Give your final answer in the form 'Answer: {a} is [X] {b}', where X is "
@@ -468,7 +466,7 @@ def _oolong(rng: random.Random, length: int, index: int, _haystack: str) -> Item
         answer_type = "ANSWER_TYPE.DATE"
     return Item(
         task="oolong",
-        item_id=f"oolong-{format_length(length)}-{index}",
+        item_id=_item_id("oolong", length, index),
         length=length,
         context=recs.text(),
         query=query,
@@ -523,7 +521,7 @@ def _pairs(rng: random.Random, length: int, index: int, _haystack: str) -> Item:
     pairs = [[a, b] for i, a in enumerate(qualifying) for b in qualifying[i + 1 :]]
     return Item(
         task="oolong-pairs",
-        item_id=f"oolong-pairs-{format_length(length)}-{index}",
+        item_id=_item_id("oolong-pairs", length, index),
         length=length,
         context=recs.text(),
         query=query,

@@ -10,8 +10,6 @@ back into its own interpreter fails at once instead of deadlocking, and ``regist
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from types import TracebackType
-from typing import Self
 
 import anyio
 
@@ -23,12 +21,13 @@ from rlm_core.errors import (
     SessionLostError,
 )
 from rlm_core.interpreter import GUEST_BUILTINS, HostTool, SubmitField, VariableValue
+from rlm_core.lifecycle import AsyncStartCloseContext
 from rlm_core.tools import ToolSpec, check_registration, current_tool_owner
 
 __all__ = ["SessionBookkeeping"]
 
 
-class SessionBookkeeping:
+class SessionBookkeeping(AsyncStartCloseContext):
     """Lifecycle, re-entry and name checks; subclasses run the cells.
 
     Subclasses implement ``start``, ``aclose`` and the contract's methods, and report
@@ -47,26 +46,6 @@ class SessionBookkeeping:
         self._lost: str | None = None
         self._closed = False
         self._lock = anyio.Lock()
-
-    async def start(self) -> None:
-        """Boot the sandbox (subclasses)."""
-        raise NotImplementedError
-
-    async def aclose(self) -> None:
-        """Stop the sandbox (subclasses)."""
-        raise NotImplementedError
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     @property
     def _started(self) -> bool:

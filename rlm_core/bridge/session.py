@@ -30,6 +30,7 @@ from rlm_core.bridge.protocol import (
     encode_frame,
     require,
 )
+from rlm_core.checks import utf8_size
 from rlm_core.errors import (
     BridgeProtocolError,
     ConfigError,
@@ -72,15 +73,6 @@ class GuestChannel(Protocol):
     def diagnostics(self) -> str:
         """What is known about the guest's end (exit status, stderr tail), for error messages."""
         ...
-
-
-def _utf8_size(text: str) -> int:
-    """Bytes ``text`` takes as UTF-8, without holding a full encoded copy."""
-    if text.isascii():
-        return len(text)
-    return sum(
-        len(text[i : i + _SEND_CHUNK].encode("utf-8")) for i in range(0, len(text), _SEND_CHUNK)
-    )
 
 
 def _finite_or_none(timeout: float | None) -> float | None:
@@ -240,7 +232,7 @@ class ChannelInterpreter(SessionBookkeeping, abc.ABC):
             if isinstance(value, str):
                 # Encoded piece by piece while sending: a 1 GB string is never copied whole.
                 try:
-                    kind, data, size = "str", value, _utf8_size(value)
+                    kind, data, size = "str", value, utf8_size(value)
                 except UnicodeEncodeError as exc:
                     raise TypeError(
                         f"variable {name!r} is a str that is not valid Unicode ({exc.reason} at "

@@ -10,6 +10,7 @@ JSON format is documented in ``docs/trajectory-format.md``.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime
 import hashlib
 import inspect
@@ -34,6 +35,7 @@ __all__ = [
     "CASSETTE_VERSION",
     "Cassette",
     "CassetteLM",
+    "Program",
     "Recorder",
     "Replayer",
     "cell_outcome",
@@ -474,22 +476,33 @@ class _HostOnlyDefault:
         return "..."
 
 
-def describe_program(
-    *,
-    signature: str,
-    instructions: str,
-    inputs: Mapping[str, VariableValue],
-    settings: Mapping[str, Any],
-    tools: Sequence[ToolSpec],
-    lm: str,
-    sub_lm: str,
-) -> dict[str, Any]:
-    """The ``program`` section of a cassette: enough to run the same program again."""
-    return {
-        "signature": signature,
-        "instructions": instructions,
-        "inputs": {name: encode_input(value) for name, value in inputs.items()},
-        "settings": dict(settings),
-        "tools": [spec.to_json() for spec in tools],
-        "models": {"lm": lm, "sub_lm": sub_lm},
-    }
+@dataclasses.dataclass(frozen=True)
+class Program:
+    """What a run is, as a cassette's ``program`` section keeps it: enough to run it again."""
+
+    signature: str
+    instructions: str
+    inputs: Mapping[str, VariableValue]
+    settings: Mapping[str, Any]
+    """Settings a replay reuses; a value with no JSON form is kept as its ``repr``."""
+    tools: Sequence[ToolSpec]
+    lm: str
+    sub_lm: str
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``program`` section (encoded only when a cassette is recorded)."""
+        return {
+            "signature": self.signature,
+            "instructions": self.instructions,
+            "inputs": {name: encode_input(value) for name, value in self.inputs.items()},
+            "settings": {name: _setting(value) for name, value in self.settings.items()},
+            "tools": [spec.to_json() for spec in self.tools],
+            "models": {"lm": self.lm, "sub_lm": self.sub_lm},
+        }
+
+
+def _setting(value: object) -> object:
+    try:
+        return to_json(value)
+    except TypeError:
+        return repr(value)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -70,6 +71,23 @@ class TraceObserver(Observer):
                 if span is not None:
                     return trace.set_span_in_context(span)
         return None
+
+    def _current_span(
+        self,
+        name: str,
+        parent: otel_context.Context | None,
+        kind: SpanKind,
+        attributes: Mapping[str, Any],
+    ) -> AbstractContextManager[Span]:
+        """A span that is current while a call runs and records the call's exception."""
+        return self._tracer.start_as_current_span(
+            name,
+            context=parent,
+            kind=kind,
+            attributes=attributes,
+            record_exception=True,
+            set_status_on_exception=True,
+        )
 
     # ---- runs -----------------------------------------------------------------------------
 
@@ -136,14 +154,7 @@ class TraceObserver(Observer):
         }
         if provider and provider != model:
             attributes["gen_ai.provider.name"] = provider
-        with self._tracer.start_as_current_span(
-            f"chat {model}",
-            context=parent,
-            kind=SpanKind.CLIENT,
-            attributes=attributes,
-            record_exception=True,
-            set_status_on_exception=True,
-        ) as span:
+        with self._current_span(f"chat {model}", parent, SpanKind.CLIENT, attributes) as span:
             completion = await proceed()
             usage = completion.usage
             span.set_attribute("gen_ai.response.model", completion.model or model)
@@ -176,13 +187,8 @@ class TraceObserver(Observer):
         }
         if site.name == "llm_query_batched" and args and isinstance(args[0], list):
             attributes["rlm.batch.size"] = len(args[0])
-        with self._tracer.start_as_current_span(
-            f"execute_tool {site.name}",
-            context=parent,
-            kind=SpanKind.INTERNAL,
-            attributes=attributes,
-            record_exception=True,
-            set_status_on_exception=True,
+        with self._current_span(
+            f"execute_tool {site.name}", parent, SpanKind.INTERNAL, attributes
         ) as span:
             self._put(site.key, span)  # the parent of a batch's chats and of a child run
             try:

@@ -8,23 +8,19 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 from rlm_core.errors import ConfigError
-from rlm_core.interpreter import VariableValue
 from rlm_core.lm import LM
 from rlm_core.observe.cassette import (
     Cassette,
     CassetteLM,
+    Program,
     Recorder,
     Replayer,
-    describe_program,
 )
 from rlm_core.observe.hooks import Observer, Observers
 from rlm_core.result import RLMResult
-from rlm_core.tools import ToolSpec, to_json
 
 __all__ = ["CallWatch", "otel_enabled"]
 
@@ -97,29 +93,10 @@ class CallWatch:
         lm = str(models.get("lm") or "recorded")
         return CassetteLM(lm), CassetteLM(str(models.get("sub_lm") or lm))
 
-    def describe(
-        self,
-        *,
-        signature: str,
-        instructions: str,
-        inputs: Mapping[str, VariableValue],
-        settings: Mapping[str, Any],
-        tools: Sequence[ToolSpec],
-        lm: LM,
-        sub_lm: LM,
-    ) -> None:
+    def describe(self, program: Program) -> None:
         """Store what the recorded program is, so ``rlm replay`` can run it again."""
-        if self.recorder is None:
-            return
-        self.recorder.cassette.program = describe_program(
-            signature=signature,
-            instructions=instructions,
-            inputs=inputs,
-            settings={k: _setting(v) for k, v in settings.items()},
-            tools=tools,
-            lm=lm.model,
-            sub_lm=sub_lm.model,
-        )
+        if self.recorder is not None:
+            self.recorder.cassette.program = program.to_json()
 
     def finish(self, result: RLMResult | None, error: BaseException | None) -> None:
         """Save the cassette, or check the replay's outputs.
@@ -138,13 +115,6 @@ class CallWatch:
             self.replayer.check()
             if result is not None:
                 _check_outputs(self.replayer, result)
-
-
-def _setting(value: object) -> object:
-    try:
-        return to_json(value)
-    except TypeError:
-        return repr(value)
 
 
 def _check_outputs(replayer: Replayer, result: RLMResult) -> None:

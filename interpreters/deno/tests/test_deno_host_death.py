@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+from rlm_conformance.processes import descendants, running, wait_until
+
 HOST = """
 import anyio
 from rlm_deno import DenoInterpreter
@@ -22,34 +24,6 @@ anyio.run(main)
 """
 
 
-def _descendants(root: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat", "rb") as handle:
-                    stat = handle.read()
-            except OSError:
-                continue
-            ppid = int(stat[stat.rindex(b")") + 2 :].split()[1])
-            children.setdefault(ppid, []).append(int(entry))
-    found, stack = [], list(children.get(root, []))
-    while stack:
-        pid = stack.pop()
-        found.append(pid)
-        stack.extend(children.get(pid, []))
-    return found
-
-
-def _running(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            stat = handle.read()
-    except OSError:
-        return False
-    return stat[stat.rindex(b")") + 2 :].split()[0] != b"Z"
-
-
 def test_runner_dies_with_a_sigkilled_host(tmp_path: Path) -> None:
     script = tmp_path / "host.py"
     script.write_text(HOST)
@@ -58,7 +32,7 @@ def test_runner_dies_with_a_sigkilled_host(tmp_path: Path) -> None:
         assert host.stdout is not None
         assert host.stdout.readline().strip() == "started"
         time.sleep(0.5)  # the cell is now spinning in the runner
-        below = _descendants(host.pid)
+        below = descendants(host.pid)
         assert below, "the host should have a Deno runner below it"
         host.kill()
         host.wait(10)
@@ -68,10 +42,8 @@ def test_runner_dies_with_a_sigkilled_host(tmp_path: Path) -> None:
         host.wait(10)
         if host.stdout is not None:
             host.stdout.close()
-    deadline = time.monotonic() + 10
-    while any(_running(pid) for pid in below) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    left = [pid for pid in below if _running(pid)]
+    wait_until(lambda: not any(running(pid) for pid in below), 10)
+    left = [pid for pid in below if running(pid)]
     for pid in left:  # leave nothing behind on this machine, then report
         os.kill(pid, 9)
     assert left == [], "the Deno runner outlived its SIGKILLed host"

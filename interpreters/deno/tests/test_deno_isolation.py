@@ -25,11 +25,6 @@ REAL_GLOBAL = "js.Object.constructor('return globalThis')()"
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 def host_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("RLM_DENO_TEST_SECRET", SECRET)
     secret_file = tmp_path / "secret.txt"

@@ -7,6 +7,7 @@ import asyncio
 import gc
 import time
 
+from rlm_conformance.processes import running
 from rlm_core.registry import create
 from rlm_deno import DenoInterpreter, DenoPool
 from rlm_deno._channel import DenoProcess
@@ -18,14 +19,6 @@ def _wait_ready(pool: DenoPool, count: int) -> None:
         assert pool.last_error is None, pool.last_error
         assert time.monotonic() < deadline, "the pool never filled"
         time.sleep(0.05)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().split()[2] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def test_pooled_interpreters_take_booted_runners_across_event_loops() -> None:
@@ -47,11 +40,11 @@ def test_pooled_interpreters_take_booted_runners_across_event_loops() -> None:
         second, second_pid = asyncio.run(session(2))
         assert (first, second) == ("2", "4")
         assert first_pid != second_pid
-        assert not _alive(first_pid)
-        assert not _alive(second_pid)
+        assert not running(first_pid)
+        assert not running(second_pid)
         _wait_ready(pool, 1)
         idle = pool._ready[0].pid
-    assert not _alive(idle), "closing the pool must stop its idle runners"
+    assert not running(idle), "closing the pool must stop its idle runners"
 
 
 def test_an_empty_pool_falls_back_to_a_normal_start() -> None:
@@ -85,4 +78,4 @@ def test_a_pool_dropped_without_close_stops_its_runners() -> None:
     pid = pool.take().pid  # type: ignore[union-attr]
     del pool
     gc.collect()
-    assert not _alive(pid)
+    assert not running(pid)

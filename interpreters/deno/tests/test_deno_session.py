@@ -13,11 +13,6 @@ from rlm_deno import MAX_VARIABLE_BYTES, DenoInterpreter
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 async def test_boots_from_the_snapshot_and_runs_pyodide_python() -> None:
     async with DenoInterpreter() as interp:
         assert interp.snapshot_used is True

@@ -18,11 +18,6 @@ pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 def pyodide_dir() -> Path:
     """The Pyodide the default cache holds (installed on first use)."""
     deno = _setup.find_deno()

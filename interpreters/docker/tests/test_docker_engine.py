@@ -16,7 +16,6 @@ import subprocess
 import sys
 import tarfile
 import textwrap
-import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -26,6 +25,7 @@ import docker.errors
 import pytest
 
 from rlm_conformance import REQUIRED_ENV
+from rlm_conformance.eventloop import loop_gaps
 from rlm_core.bridge.session import GuestChannel
 from rlm_core.errors import ConfigError, InterpreterUnavailableError, SessionLostError
 from rlm_docker import DEFAULT_IMAGE, DockerInterpreter
@@ -39,11 +39,6 @@ def _unavailable(reason: str) -> None:
     if "docker" in required:
         pytest.fail(f"{reason} ({REQUIRED_ENV} requires docker)", pytrace=False)
     pytest.skip(reason)
-
-
-@pytest.fixture(scope="module")
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 @pytest.fixture(scope="module")
@@ -460,21 +455,9 @@ async def test_a_one_gigabyte_variable_binds_without_blocking_the_loop(
     sandbox: DockerInterpreter,
 ) -> None:
     size = 1 << 30
-    gaps: list[float] = []
-
-    async def ticker() -> None:
-        last = time.perf_counter()
-        while True:
-            await anyio.sleep(0.01)
-            now = time.perf_counter()
-            gaps.append(now - last)
-            last = now
-
     data = "ab" * (size // 2)
-    async with anyio.create_task_group() as tasks:
-        tasks.start_soon(ticker)
+    async with loop_gaps() as gaps:
         await sandbox.set_variables({"big": data})
-        tasks.cancel_scope.cancel()
     del data
     result = await sandbox.execute("len(big), big[:4], big[-4:]", timeout=60)
     assert ast.literal_eval(str(result.value)) == (size, "abab", "abab")

@@ -25,8 +25,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any, Literal, Self, TypedDict
+from typing import Any, Literal, TypedDict
 
 from connectrpc.code import Code
 from connectrpc.errors import ConnectError
@@ -35,6 +34,7 @@ from e2b.envd.process import process_connect, process_pb
 from protobuf import Oneof
 
 from rlm_core.bridge.process import confined_argv, local_process_capabilities
+from rlm_core.lifecycle import StartCloseContext
 from rlm_e2b._interpreter import E2BInterpreter
 
 __all__ = [
@@ -305,7 +305,7 @@ def _kill_group(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
 
 
-class E2BStandIn:
+class E2BStandIn(StartCloseContext):
     """E2B's control plane and envd on ``127.0.0.1``, running sandbox commands locally.
 
     Use as a context manager; the server runs on its own thread and event loop, so it serves
@@ -344,23 +344,11 @@ class E2BStandIn:
             if cls._shared is None:
                 standin = cls()
                 standin.start()
-                atexit.register(standin.stop)
+                atexit.register(standin.close)
                 cls._shared = standin
             return cls._shared
 
     # ---- lifecycle ---------------------------------------------------------------------
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def start(self) -> None:
         """Start serving on a random loopback port."""
@@ -405,7 +393,7 @@ class E2BStandIn:
                 raise RuntimeError("the E2B stand-in did not start")
             time.sleep(0.01)
 
-    def stop(self) -> None:
+    def close(self) -> None:
         """Kill every sandbox process, stop the server and remove the sandboxes' files."""
         if self._thread is None:
             return

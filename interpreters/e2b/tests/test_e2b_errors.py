@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Iterator
 
-import anyio
 import pytest
 
+from rlm_conformance.faults import lose_sandbox_mid_cell
+from rlm_conformance.fixtures import context_fixture
 from rlm_core.errors import (
     ConfigError,
     InterpreterUnavailableError,
@@ -21,15 +21,7 @@ from rlm_e2b.testing import E2BStandIn
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-def standin() -> Iterator[E2BStandIn]:
-    with E2BStandIn() as server:
-        yield server
+standin = context_fixture(E2BStandIn)
 
 
 @pytest.fixture
@@ -116,20 +108,13 @@ async def test_a_template_without_python_names_the_python_setting(standin: E2BSt
 async def test_a_sandbox_that_vanishes_mid_cell_loses_the_session(standin: E2BStandIn) -> None:
     interp = standin.interpreter()
     await interp.start()
-    assert interp.sandbox_id is not None
     sandbox_id = interp.sandbox_id
-
-    async def vanish_soon() -> None:
-        await anyio.sleep(0.5)
-        standin.vanish(sandbox_id)
-
-    started = time.perf_counter()
-    async with anyio.create_task_group() as group:
-        group.start_soon(vanish_soon)
-        with pytest.raises(SessionLostError) as caught:
-            await interp.execute("import time; time.sleep(60)", timeout=30)
-    assert time.perf_counter() - started < 10
-    assert sandbox_id in str(caught.value)
+    assert sandbox_id is not None
+    lost, took = await lose_sandbox_mid_cell(
+        interp, lambda: standin.vanish(sandbox_id), cell_timeout_s=30
+    )
+    assert took < 10
+    assert sandbox_id in str(lost)
     with pytest.raises(SessionLostError):
         await interp.execute("1")
     await interp.aclose()

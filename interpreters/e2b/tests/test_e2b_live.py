@@ -22,11 +22,6 @@ pytestmark = [
 TEMPLATE = os.environ.get("RLM_E2B_LIVE_TEMPLATE") or None
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @pytest.mark.anyio
 async def test_live_session_with_a_tool_and_a_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RLM_LIVE_SECRET", "must-not-leak")

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
+from rlm_conformance.fixtures import context_fixture
 from rlm_core.errors import InterpreterUnavailableError
 from rlm_core.interpreter import Interpreter
 from rlm_core.parallel import run_many, with_interpreter
@@ -14,15 +13,7 @@ from rlm_e2b.testing import E2BStandIn
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-def standin() -> Iterator[E2BStandIn]:
-    with E2BStandIn() as server:
-        yield server
+standin = context_fixture(E2BStandIn)
 
 
 async def count_words(interp: Interpreter, text: str) -> int:

@@ -6,12 +6,10 @@ sequence a session produces; an SDK upgrade that changes the protocol fails here
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
-
-import anyio
 import pytest
 
+from rlm_conformance.eventloop import loop_gaps
+from rlm_conformance.fixtures import context_fixture
 from rlm_core.bridge.protocol import bootstrap_frame
 from rlm_core.registry import create
 from rlm_core.sync import BlockingInterpreter
@@ -21,15 +19,7 @@ from rlm_e2b.testing import DEBUG_SANDBOX_ID, STANDIN_CAPABILITIES, E2BStandIn
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-def standin() -> Iterator[E2BStandIn]:
-    with E2BStandIn() as server:
-        yield server
+standin = context_fixture(E2BStandIn)
 
 
 async def test_session_rpc_sequence(standin: E2BStandIn) -> None:
@@ -108,20 +98,8 @@ async def test_large_input_moves_raw(standin: E2BStandIn) -> None:
 
 async def test_sandbox_io_does_not_block_the_event_loop(standin: E2BStandIn) -> None:
     """While a cell runs in the sandbox, other tasks on the host's loop keep running."""
-    gaps: list[float] = []
-
-    async def ticker() -> None:
-        last = time.perf_counter()
-        while True:
-            await anyio.sleep(0.01)
-            now = time.perf_counter()
-            gaps.append(now - last)
-            last = now
-
-    async with standin.interpreter() as interp, anyio.create_task_group() as group:
-        group.start_soon(ticker)
+    async with standin.interpreter() as interp, loop_gaps() as gaps:
         result = await interp.execute("import time; time.sleep(1); 'done'")
-        group.cancel_scope.cancel()
     assert result.value == "'done'"
     assert len(gaps) > 20
     assert max(gaps) < 0.8  # a blocking SDK call would stall the loop for the whole second

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
-from rlm_core.bridge.process import local_process_capabilities
+from rlm_core.bridge.process import LOCAL_PROCESS_CAPABILITIES, local_process_capabilities
 from rlm_core.bridge.protocol import loader_argv
 from rlm_core.bridge.session import ChannelInterpreter, GuestChannel
 from rlm_core.errors import ConfigError, InterpreterUnavailableError
@@ -39,19 +39,6 @@ _CREDENTIALS_HINT = (
     "set MODAL_TOKEN_ID and MODAL_TOKEN_SECRET (create a token with `modal token new`), "
     "or pass token_id= and token_secret="
 )
-
-
-_LOCAL_SERVER_CAPABILITIES = Capabilities(
-    isolation="process",
-    network=True,
-    writable_filesystem=True,
-    survives_timeout=True,
-    max_variable_bytes=None,
-    python_version=None,
-    host_env_visible=True,
-    host_files_visible=True,
-)
-"""What an interpreter claims against a Modal API served from this machine: nothing."""
 
 
 def _is_loopback(url: str) -> bool:
@@ -175,7 +162,9 @@ class ModalInterpreter(ChannelInterpreter):
         if self.standin:  # our own stand-in: a confined local process, clean environment
             return local_process_capabilities()
         if _is_loopback(self._server_url_setting() or ""):
-            return _LOCAL_SERVER_CAPABILITIES
+            # A Modal API served from this machine runs sandboxes we know nothing about:
+            # claim only what any local process gets.
+            return LOCAL_PROCESS_CAPABILITIES
         return Capabilities(
             isolation="container",
             network=not self.block_network,

@@ -24,7 +24,6 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any, ClassVar, Self, TypedDict
 
 import grpclib.server
@@ -33,6 +32,7 @@ from modal_proto import api_grpc, api_pb2, task_command_router_grpc
 from modal_proto import task_command_router_pb2 as sr_pb2
 
 from rlm_core.bridge.process import confined_argv, local_process_capabilities
+from rlm_core.lifecycle import StartCloseContext
 from rlm_modal._interpreter import ModalInterpreter
 
 __all__ = ["STANDIN_CAPABILITIES", "ModalStandIn", "RecordedCall", "StandInSettings"]
@@ -348,7 +348,7 @@ class _Server(grpclib.server.Server):
                 processor.close()
 
 
-class ModalStandIn:
+class ModalStandIn(StartCloseContext):
     """A Modal server on ``127.0.0.1`` for the real SDK, running in a background thread.
 
     Use it as a context manager, then point the SDK at :attr:`url` (``MODAL_SERVER_URL``, or
@@ -450,17 +450,6 @@ class ModalStandIn:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # ---- what tests look at and control ------------------------------------------------
 

@@ -8,29 +8,16 @@ the live tests (``pytest -m live`` with credentials).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
-from rlm_conformance import InterpreterConformance, InterpreterFactory
+from rlm_conformance import InterpreterFactory, RPCSandboxConformance
+from rlm_conformance.fixtures import context_fixture
 from rlm_modal.testing import ModalStandIn
 
-
-@pytest.fixture(scope="module")
-def standin() -> Iterator[ModalStandIn]:
-    with ModalStandIn() as server:
-        yield server
+standin = context_fixture(ModalStandIn, scope="module")
 
 
-class TestModalConformance(InterpreterConformance):
-    # Each tool call crosses the SDK's RPC stack (about 2 ms here), so the suite's 1,000-call
-    # cell needs more than the default 30 s on a loaded CI machine.
-    cell_timeout = 120.0
-    # 16 guest threads share one stdin/stdout pair carried over RPC; 100 calls each still race
-    # them (1,600 replies) without one cell outliving the RPC stack's throughput on a busy CI.
-    thread_tool_calls = 100
-    hang_limit_s = 240.0
-
+class TestModalConformance(RPCSandboxConformance):
     @pytest.fixture
     def make_interpreter(self, standin: ModalStandIn) -> InterpreterFactory:
         return standin.interpreter

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Iterator
 
 import anyio
 import modal.config
@@ -13,6 +12,8 @@ import modal.exception
 import pytest
 from grpclib import Status
 
+from rlm_conformance.faults import lose_sandbox_mid_cell
+from rlm_conformance.fixtures import context_fixture
 from rlm_core.config import load_settings
 from rlm_core.errors import ConfigError, InterpreterUnavailableError, SessionLostError
 from rlm_modal import ModalInterpreter
@@ -21,15 +22,7 @@ from rlm_modal.testing import ModalStandIn
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-def standin() -> Iterator[ModalStandIn]:
-    with ModalStandIn() as server:
-        yield server
+standin = context_fixture(ModalStandIn)
 
 
 @pytest.fixture
@@ -154,20 +147,13 @@ async def test_sandbox_vanishing_mid_cell_raises_session_lost_promptly(
     """A cell waiting on a sandbox that dies ends with SessionLostError, not its timeout."""
     interp = standin.interpreter()
     await interp.start()
-    assert interp.sandbox_id is not None
     sandbox_id = interp.sandbox_id
-
-    async def vanish_soon() -> None:
-        await anyio.sleep(0.5)
-        await anyio.to_thread.run_sync(standin.vanish, sandbox_id)
-
-    started = time.perf_counter()
-    async with anyio.create_task_group() as group:
-        group.start_soon(vanish_soon)
-        with pytest.raises(SessionLostError) as caught:
-            await interp.execute("import time; time.sleep(60)", timeout=120)
-    assert time.perf_counter() - started < 20
-    assert isinstance(caught.value.__cause__, modal.exception.NotFoundError)
+    assert sandbox_id is not None
+    lost, took = await lose_sandbox_mid_cell(
+        interp, lambda: standin.vanish(sandbox_id), cell_timeout_s=120
+    )
+    assert took < 20
+    assert isinstance(lost.__cause__, modal.exception.NotFoundError)
     await interp.aclose()
 
 

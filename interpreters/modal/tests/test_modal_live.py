@@ -31,11 +31,6 @@ pytestmark = [
 ]
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 async def test_live_session_with_tool_callback() -> None:
     async with ModalInterpreter() as interp:
         await interp.register({"double": lambda x: 2 * x})

@@ -9,13 +9,14 @@ from __future__ import annotations
 import hashlib
 import itertools
 import time
-from collections.abc import Iterator
 
 import anyio
 import pytest
 from modal_proto import api_pb2
 from modal_proto import task_command_router_pb2 as sr_pb2
 
+from rlm_conformance.eventloop import loop_gaps
+from rlm_conformance.fixtures import context_fixture
 from rlm_core.bridge.protocol import HEADER, bootstrap_frame, loader_argv
 from rlm_modal.testing import ModalStandIn
 
@@ -31,15 +32,7 @@ CONTROL_PLANE_START = [
 ]
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"  # the modal SDK's .aio interfaces need asyncio
-
-
-@pytest.fixture
-def standin() -> Iterator[ModalStandIn]:
-    with ModalStandIn() as server:
-        yield server
+standin = context_fixture(ModalStandIn)
 
 
 def split_frames(stream: bytes) -> list[tuple[dict[str, object], int]]:
@@ -148,23 +141,13 @@ async def test_large_variable_moves_in_bounded_stdin_writes(standin: ModalStandI
 
 async def test_sandbox_io_does_not_block_the_event_loop(standin: ModalStandIn) -> None:
     """While a cell sleeps in the sandbox, other tasks on the host's loop keep running."""
-    ticks = 0
-
-    async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            await anyio.sleep(0.05)
-            ticks += 1
-
-    async with standin.interpreter() as interp, anyio.create_task_group() as group:
-        group.start_soon(ticker)
+    async with standin.interpreter() as interp, loop_gaps(0.05) as gaps:
         started = time.perf_counter()
         result = await interp.execute("import time; time.sleep(1)", timeout=30)
         elapsed = time.perf_counter() - started
-        group.cancel_scope.cancel()
     assert result.error is None
     # A blocked loop would tick once or not at all; allow generous slack on a busy machine.
-    assert ticks >= int(elapsed / 0.05) // 3
+    assert len(gaps) >= int(elapsed / 0.05) // 3
 
 
 async def test_timed_out_cell_is_interrupted_and_the_session_survives(

@@ -3,13 +3,13 @@ capabilities claimed match where the sandbox really runs."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import modal.config
 import pytest
 from modal_proto import api_pb2
 
+from rlm_conformance.fixtures import context_fixture
 from rlm_core.config import load_settings
 from rlm_core.errors import ConfigError
 from rlm_core.registry import create
@@ -19,15 +19,7 @@ from rlm_modal.testing import STANDIN_CAPABILITIES, ModalStandIn
 CLOUD = "https://api.modal.example"  # never contacted: these tests only read capabilities
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-def standin() -> Iterator[ModalStandIn]:
-    with ModalStandIn() as server:
-        yield server
+standin = context_fixture(ModalStandIn)
 
 
 @pytest.mark.anyio

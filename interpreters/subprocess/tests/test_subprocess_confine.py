@@ -35,11 +35,6 @@ if os.fork() == 0:
 """
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def _daemons(marker: str) -> list[int]:
     """Host pids of running processes with ``marker`` on their command line."""
     found = []

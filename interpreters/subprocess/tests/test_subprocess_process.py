@@ -10,44 +10,11 @@ import time
 import anyio
 import pytest
 
+from rlm_conformance.processes import descendants, running, wait_until
 from rlm_core.errors import InterpreterUnavailableError, SessionLostError
 from rlm_subprocess import SubprocessInterpreter
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    with open(f"/proc/{pid}/stat") as handle:  # a zombie counts as gone
-        return handle.read().split()[2] != "Z"
-
-
-def descendants(root: int) -> list[int]:
-    """Every process below ``root``, as host pids."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat", "rb") as handle:
-                    stat = handle.read()
-            except OSError:
-                continue
-            ppid = int(stat[stat.rindex(b")") + 2 :].split()[1])
-            children.setdefault(ppid, []).append(int(entry))
-    found, stack = [], list(children.get(root, []))
-    while stack:
-        pid = stack.pop()
-        found.append(pid)
-        stack.extend(children.get(pid, []))
-    return found
 
 
 def host_pid(interp: SubprocessInterpreter, inner: int) -> int:
@@ -59,14 +26,6 @@ def host_pid(interp: SubprocessInterpreter, inner: int) -> int:
                 if line.startswith("NSpid:") and int(line.split()[-1]) == inner:
                     return pid
     raise AssertionError(f"no process below {channel_pid} is {inner} in its namespace")
-
-
-def gone_within(pid: int, seconds: float) -> bool:
-    """Poll: the kernel offers no event for the death of a process that is not our child."""
-    deadline = time.monotonic() + seconds
-    while alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return not alive(pid)
 
 
 def guest_pythons() -> list[str]:
@@ -107,7 +66,7 @@ async def test_cell_that_ignores_the_interrupt_is_killed_and_the_session_lost() 
     with pytest.raises(SessionLostError, match="did not stop when interrupted"):
         await interp.execute(code, timeout=0.5)
     assert time.monotonic() - started < 5
-    assert not alive(pid)
+    assert not running(pid)
     with pytest.raises(SessionLostError, match="lost earlier"):
         await interp.execute("1")
     await interp.aclose()
@@ -126,9 +85,9 @@ async def test_close_kills_processes_the_guest_spawned() -> None:
         "import subprocess\np = subprocess.Popen(['sleep', '300'])\np.pid"
     )
     child = host_pid(interp, int(result.value or "0"))
-    assert alive(child)
+    assert running(child)
     await interp.aclose()
-    assert await anyio.to_thread.run_sync(gone_within, child, 5.0)
+    assert await anyio.to_thread.run_sync(wait_until, lambda: not running(child), 5.0)
 
 
 async def test_guest_environment_holds_no_host_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
