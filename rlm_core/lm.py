@@ -273,6 +273,9 @@ def import_litellm() -> Any:
     # Its "Give Feedback" and "Provider List" banners are printed to stdout on every failed
     # call; our errors say what to do, and stdout belongs to the caller's result.
     litellm.suppress_debug_info = True
+    from rlm_core import lm_openai  # its aiohttp is litellm's own dependency, imported by now
+
+    lm_openai.prime(litellm)  # here, off the event loop
     _litellm_module = litellm
     return litellm
 

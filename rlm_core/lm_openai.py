@@ -34,6 +34,7 @@ __all__ = [
     "chat",
     "litellm_hooks_set",
     "price_usd",
+    "prime",
     "reply_text",
     "route",
     "tokens",
@@ -234,6 +235,21 @@ def tokens(answer: Mapping[str, Any]) -> tuple[int, int]:
 
 def _count(value: object) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def prime(litellm: Any) -> None:
+    """Run litellm's parameter and price code once, so it imports what it imports lazily.
+
+    That takes about 0.3 s on the first call; done on the thread importing litellm, it keeps
+    the first call's event loop from stalling.
+    """
+    with contextlib.suppress(Exception):  # a failure here only means no warm-up
+        route(
+            litellm, "openai/gpt-4o-mini", api_base="http://127.0.0.1/v1", api_key=None, params={}
+        )
+        litellm.cost_per_token(
+            model="gpt-4o-mini", custom_llm_provider="openai", prompt_tokens=1, completion_tokens=1
+        )
 
 
 # ---- prices ------------------------------------------------------------------------------
