@@ -3,6 +3,7 @@
 Any litellm model string works (``"openai/gpt-4o-mini"``, ``"anthropic/..."``, or a local
 OpenAI-compatible server with ``api_base=``). Each call reports its token usage and its cost in
 USD from litellm's price map. litellm is imported on first use, because importing it is slow.
+Calls to an OpenAI-compatible ``api_base`` skip litellm's per-call work (``rlm_core.lm_openai``).
 Mistakes in the settings (a model litellm does not know, a missing key, an unreachable server)
 fail on the first call, at once, naming the setting and where it came from; transient errors
 from a provider that answered are retried (``rlm_core.lm_failures`` sorts them).
