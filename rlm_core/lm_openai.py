@@ -87,7 +87,7 @@ class Route:
     params: Mapping[str, Any]
     """The body fields litellm would add for this model (``max_tokens`` becomes
     ``max_completion_tokens`` for reasoning models, for instance)."""
-    headers: Mapping[str, str]
+    headers: Mapping[str, str] = dataclasses.field(repr=False)  # holds the API key
     proxy: str | None = None
     """The proxy from ``HTTP(S)_PROXY`` for this URL (None when none, or ``NO_PROXY`` says so)."""
 
@@ -197,7 +197,8 @@ async def chat(
     except aiohttp.ConnectionTimeoutError as exc:  # before connecting: unreachable, not slow
         raise APIConnectionError(f"Connection error: {_describe(exc)}") from exc
     except TimeoutError as exc:  # aiohttp's socket-read and total timeouts are TimeoutErrors
-        raise APITimeoutError(f"Request timed out after {timeout:g} s") from exc
+        after = "" if timeout is None else f" after {timeout:g} s"
+        raise APITimeoutError(f"Request timed out{after}") from exc
     except aiohttp.ClientError as exc:
         raise APIConnectionError(f"Connection error: {_describe(exc)}") from exc
     if status >= 400:
