@@ -141,7 +141,11 @@ def _table(report: dict[str, Any]) -> str:
 def run_batch_figures(args: argparse.Namespace) -> dict[str, Any]:
     """Measure ``rlm batch`` on each of ``args.batch_backends``; returns the JSON report."""
     report: dict[str, Any] = {"rows": args.rows, "backends": {}}
-    report["host_cpu_per_call_ms"] = batch.host_cpu_per_call_ms(2 if args.quick else 5).to_json()
+    repeats = 2 if args.quick else 5
+    report["host_cpu_per_call_ms"] = batch.host_cpu_per_call_ms(repeats).to_json()
+    report["host_cpu_litellm_per_call_ms"] = batch.host_cpu_per_call_ms(
+        repeats, direct=False
+    ).to_json()
     for backend in (b.strip() for b in args.batch_backends.split(",") if b.strip()):
         report["backends"][backend] = batch.batch_rows(backend, args.rows, args.concurrency)
     report["machine"] = {"python": platform.python_version(), "cpus": os.cpu_count()}
@@ -159,10 +163,11 @@ def _batch_table(report: dict[str, Any]) -> str:
             f"{name:<12}{r['concurrency']:>12}{r['seconds']:>10}{r['rows_per_s']:>10}"
             f"{r['peak_mb']:>10}"
         )
-    rows.append(
-        f"host CPU per model call: {cpu['median']:.2f} ms (min {cpu['min']:.2f}, "
-        f"max {cpu['max']:.2f}, n={cpu['n']})"
-    )
+    for label, stat in (("", cpu), (" through litellm", report["host_cpu_litellm_per_call_ms"])):
+        rows.append(
+            f"host CPU per model call{label}: {stat['median']:.2f} ms (min {stat['min']:.2f}, "
+            f"max {stat['max']:.2f}, n={stat['n']})"
+        )
     return "\n".join(rows)
 
 

@@ -100,15 +100,16 @@ def batch_rows(backend: str, rows: int, concurrency: int | None) -> dict[str, An
     }
 
 
-def host_cpu_per_call_ms(repeats: int, calls: int = 32) -> Stat:
-    """Host CPU (ms) per litellm call, ``calls`` at once against the 200 ms stub.
+def host_cpu_per_call_ms(repeats: int, calls: int = 32, *, direct: bool = True) -> Stat:
+    """Host CPU (ms) per model call, ``calls`` at once against the 200 ms stub.
 
     Process CPU time over the wall of each concurrent round, divided by the calls: what every
-    ``llm_query`` costs this process besides waiting.
+    ``llm_query`` costs this process besides waiting. ``direct=False`` measures the same calls
+    through litellm instead of the lean OpenAI-compatible path (``rlm_core.lm_openai``).
     """
 
     async def rounds(api_base: str) -> list[float]:
-        lm = LiteLLM("openai/stub", api_base=api_base)
+        lm = LiteLLM("openai/stub", api_base=api_base, direct=direct)
         await lm.complete([Message(role="user", content="warm up")])
         samples = []
         for _ in range(repeats + 1):

@@ -20,3 +20,4 @@ def test_batch_report_has_rows_per_second_memory_and_cpu(
     assert mock["rows_per_s"] > 0
     assert mock["peak_mb"] > 0
     assert report["host_cpu_per_call_ms"]["n"] == 2
+    assert report["host_cpu_litellm_per_call_ms"]["n"] == 2
