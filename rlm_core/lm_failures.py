@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import random
+import time
 import urllib.parse
 import urllib.request
 from collections.abc import Mapping, Sequence
@@ -153,6 +154,8 @@ async def check_reachable(settings: ModelSettings, timeout_s: float) -> None:
         )
     if _proxied(url.scheme, url.hostname):
         return  # the request goes through the proxy; connecting directly proves nothing
+    if time.monotonic() - _last_reached.get(settings.api_base, -_REACHED_TTL_S) < _REACHED_TTL_S:
+        return  # every row of a batch starts a model; one connection proves it for a while
     reason = ""
     try:
         with anyio.fail_after(timeout_s):
@@ -163,6 +166,7 @@ async def check_reachable(settings: ModelSettings, timeout_s: float) -> None:
         reason = _root_reason(exc)
     else:
         await stream.aclose()
+        _last_reached[settings.api_base] = time.monotonic()
         return
     raise ConfigError(
         f"{settings.describe('api_base')} is unreachable ({reason}): start the server there, "
@@ -171,6 +175,9 @@ async def check_reachable(settings: ModelSettings, timeout_s: float) -> None:
 
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+_REACHED_TTL_S = 300.0
+_last_reached: dict[str, float] = {}
+"""When each ``api_base`` last accepted a connection (monotonic seconds)."""
 
 
 def _proxied(scheme: str, host: str) -> bool:

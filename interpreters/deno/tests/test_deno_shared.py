@@ -5,21 +5,16 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
-import anyio
 import pytest
 
+from rlm_conformance.processes import running, wait_until
 from rlm_core.errors import SessionLostError
 from rlm_deno import DenoInterpreter
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 SWALLOWS_INTERRUPTS = """
@@ -47,27 +42,6 @@ def runner_pid(interp: DenoInterpreter) -> int:
     channel = interp._channel
     assert channel is not None
     return int(channel.pid)  # type: ignore[attr-defined]
-
-
-def runner_processes() -> set[int]:
-    found = set()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/cmdline", "rb") as f:
-                    if b"runner.mjs" in f.read():
-                        found.add(int(entry))
-            except OSError:
-                continue
-    return found
-
-
-async def wait_for(predicate: Callable[[], bool], seconds: float = 10.0) -> bool:
-    for _ in range(int(seconds / 0.05)):
-        if predicate():
-            return True
-        await anyio.sleep(0.05)
-    return predicate()
 
 
 async def test_sessions_fill_a_process_then_start_another() -> None:
@@ -100,11 +74,12 @@ async def test_a_lost_process_is_reported_to_each_of_its_sessions() -> None:
 
 
 async def test_the_process_ends_with_its_last_session() -> None:
-    before = runner_processes()
-    async with sessions(2) as (a, _):
+    async with sessions(2) as (a, b):
         pid = runner_pid(a)
-        assert pid in runner_processes() - before
-    assert await wait_for(lambda: pid not in runner_processes())
+        await a.aclose()
+        assert running(pid)  # b still lives there
+        assert (await b.execute("1 + 1")).value == "2"
+    assert wait_until(lambda: not running(pid), 10)
 
 
 @pytest.mark.parametrize(
