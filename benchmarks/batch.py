@@ -8,12 +8,8 @@ runs in a child process so it does not share our GIL.
 from __future__ import annotations
 
 import json
-import os
 import tempfile
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,53 +17,11 @@ import anyio
 
 from benchmarks.harness import Stat
 from benchmarks.loop import stub_server
+from benchmarks.memory import sampled_peak
 from rlm_core.batch import BatchJob, default_concurrency, run_batch
 from rlm_core.lm import LiteLLM, Message
 
 ROW_REPLY = "```python\nnote = llm_query('one word for: ' + text[:20])\nSUBMIT(len(text))\n```"
-
-
-def _tree_rss_mb(root: int) -> float:
-    """Resident memory of ``root`` and every descendant process, in MB (Linux /proc)."""
-    children: dict[int, list[int]] = {}
-    rss: dict[int, int] = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat", encoding="ascii", errors="replace") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        pid = int(entry.name)
-        children.setdefault(int(fields[1]), []).append(pid)
-        rss[pid] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
-    total, todo = 0, [root]
-    while todo:
-        pid = todo.pop()
-        total += rss.get(pid, 0)
-        todo.extend(children.get(pid, []))
-    return total / 2**20
-
-
-@contextmanager
-def _peak_memory(interval_s: float = 0.25) -> Iterator[list[float]]:
-    """Sample this process tree's memory while the block runs; yields [peak MB]."""
-    peak = [0.0]
-    done = threading.Event()
-
-    def sample() -> None:
-        while not done.is_set():
-            peak[0] = max(peak[0], _tree_rss_mb(os.getpid()))
-            done.wait(interval_s)
-
-    thread = threading.Thread(target=sample, name="rss-sampler", daemon=True)
-    thread.start()
-    try:
-        yield peak
-    finally:
-        done.set()
-        thread.join()
 
 
 def batch_rows(backend: str, rows: int, concurrency: int | None) -> dict[str, Any]:
@@ -78,7 +32,7 @@ def batch_rows(backend: str, rows: int, concurrency: int | None) -> dict[str, An
         with inputs.open("w") as f:
             for i in range(rows):
                 f.write(json.dumps({"id": i, "text": f"document {i} " * 20}) + "\n")
-        with stub_server(0.2, [ROW_REPLY]) as api_base, _peak_memory() as peak:
+        with stub_server(0.2, [ROW_REPLY]) as api_base, sampled_peak() as peak:
             job = BatchJob(
                 "text -> n: int",
                 model="openai/stub",

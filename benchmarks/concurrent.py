@@ -9,15 +9,12 @@ throughout and read once more at that moment.
 from __future__ import annotations
 
 import os
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import anyio
 
+from benchmarks.memory import sampled_peak, tree_pss_mb
 from rlm_core import RLM
 from rlm_core.parallel import run_many
 from rlm_core.registry import create
@@ -25,54 +22,6 @@ from rlm_core.testing import ScriptedLM
 
 INPUT_CHARS = 1_000_000
 CELL = "```python\nwait_for_everyone()\nSUBMIT(len(text))\n```"
-
-
-def tree_pss_mb(root: int) -> float:
-    """Proportional set size of ``root`` and its descendants, in MB (Linux /proc)."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parents[int(entry.name)] = int(
-                    (entry / "stat").read_text().rsplit(")", 1)[1].split()[1]
-                )
-            except (OSError, ValueError, IndexError):
-                continue
-    family, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        family.append(pid)
-        todo.extend(child for child, parent in parents.items() if parent == pid)
-    total_kb = 0
-    for pid in family:
-        try:
-            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-                if line.startswith("Pss:"):
-                    total_kb += int(line.split()[1])
-                    break
-        except (OSError, ValueError):
-            continue
-    return total_kb / 1024
-
-
-@contextmanager
-def sampled_peak(root: int, interval_s: float = 0.5) -> Iterator[list[float]]:
-    """Sample the tree's PSS while the block runs; yields [peak MB]."""
-    peak = [0.0]
-    done = threading.Event()
-
-    def sample() -> None:
-        while not done.is_set():
-            peak[0] = max(peak[0], tree_pss_mb(root))
-            done.wait(interval_s)
-
-    thread = threading.Thread(target=sample, name="pss-sampler", daemon=True)
-    thread.start()
-    try:
-        yield peak
-    finally:
-        done.set()
-        thread.join()
 
 
 def concurrent_runs(spec: str, runs: int) -> dict[str, Any]:
@@ -106,7 +55,7 @@ def concurrent_runs(spec: str, runs: int) -> dict[str, Any]:
         return await run_many(one, texts, limit=runs)
 
     started = time.perf_counter()
-    with sampled_peak(os.getpid()) as peak:
+    with sampled_peak() as peak:
         results = anyio.run(main)
     seconds = time.perf_counter() - started
     failed = [r.error for r in results if not r.ok]
