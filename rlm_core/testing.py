@@ -2,8 +2,8 @@
 
 ``ScriptedLM`` replays replies you write, so a test drives the loop step by step with no
 network. ``ScriptedInterpreter`` replays sandbox results and records what it was asked to do.
-``OpenAIStubServer`` answers OpenAI chat-completion requests on 127.0.0.1, so the real litellm
-path can be exercised offline.
+``OpenAIStubServer`` answers OpenAI chat-completion requests on 127.0.0.1, so the real HTTP path
+(the direct OpenAI-compatible route, or litellm's) can be exercised offline.
 """
 
 from __future__ import annotations
