@@ -10,12 +10,14 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from rlm_core.cli import main, results_only_on_stdout
@@ -169,6 +171,29 @@ def test_silent_host_fails_after_the_connect_timeout() -> None:
         finally:
             for filler in fillers:
                 filler.close()
+
+
+def test_a_busy_event_loop_does_not_make_a_live_server_unreachable(
+    ok_server: StatusServer,
+) -> None:
+    # A batch of a hundred runs can keep the loop from looking at a socket for seconds; the
+    # probe's clock must not count that against the server.
+    lm = LiteLLM("openai/m", api_base=ok_server.api_base)
+    lm.connect_timeout_s = 0.5
+    answers: list[str] = []
+
+    async def call() -> None:
+        answers.append((await lm.complete(HI)).text)
+
+    async def main() -> None:
+        async with anyio.create_task_group() as group:
+            group.start_soon(call)
+            await anyio.lowlevel.checkpoint()  # the call starts probing the server...
+            time.sleep(1.5)  # noqa: ASYNC251 - ...while the loop is blocked past its timeout
+
+    anyio.run(main)
+    assert answers == ["fine"]
+    assert ok_server.attempts == 1
 
 
 def test_malformed_api_base_is_named() -> None:
