@@ -23,7 +23,7 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 import anyio
@@ -243,10 +243,10 @@ def open_session(key: object, capacity: int, spawn: Callable[[Path], DenoProcess
         return session
 
 
-def close_all(keys: Sequence[object] | None = None) -> None:
-    """Stop the shared processes (all, or those of ``keys``)."""
+def close_all() -> None:
+    """Stop every shared process (at interpreter exit)."""
     with _hosts_lock:
-        chosen = [k for k in _hosts if keys is None or k in keys]
-        hosts = [_hosts.pop(k) for k in chosen]
+        hosts = list(_hosts.values())
+        _hosts.clear()
     for host in hosts:
         host.close()
