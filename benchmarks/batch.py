@@ -19,6 +19,7 @@ from benchmarks.harness import Stat
 from benchmarks.loop import stub_server
 from benchmarks.memory import sampled_peak
 from rlm_core.batch import BatchJob, default_concurrency, run_batch
+from rlm_core.batch.sandboxes import batch_interpreter
 from rlm_core.lm import LiteLLM, Message
 
 ROW_REPLY = "```python\nnote = llm_query('one word for: ' + text[:20])\nSUBMIT(len(text))\n```"
@@ -26,7 +27,7 @@ ROW_REPLY = "```python\nnote = llm_query('one word for: ' + text[:20])\nSUBMIT(l
 
 def batch_rows(backend: str, rows: int, concurrency: int | None) -> dict[str, Any]:
     """Run ``rows`` rows through ``run_batch`` on ``backend``; rows/s, peak MB, concurrency."""
-    workers = concurrency or default_concurrency(backend)
+    workers = concurrency or default_concurrency(batch_interpreter(backend))
     with tempfile.TemporaryDirectory(prefix="rlm-bench-batch-") as tmp:
         inputs, output = Path(tmp) / "rows.jsonl", Path(tmp) / "out.jsonl"
         with inputs.open("w") as f:

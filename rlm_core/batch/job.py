@@ -21,9 +21,11 @@ import anyio
 
 from rlm_core.batch.limits import BatchBudgetExceededError, LimitedLM, LimitsClient
 from rlm_core.batch.rows import Row
+from rlm_core.batch.sandboxes import batch_interpreter
 from rlm_core.config import NO_MODEL_HINT, load_settings
 from rlm_core.errors import ConfigError, LMError, SessionLostError
 from rlm_core.lm import LM, resolve_lm
+from rlm_core.registry import parse_spec
 
 __all__ = ["BatchJob", "RetryPolicy", "is_transient", "run_row"]
 
@@ -67,7 +69,8 @@ class BatchJob:
         model: Root model (litellm string); default: the ``model`` setting.
         sub_model: Model behind ``llm_query``; default: the ``sub_model`` setting, then ``model``.
         api_base: Base URL of an OpenAI-compatible server.
-        interpreter: Backend name or spec; default: the ``interpreter`` setting.
+        interpreter: Backend name or spec; default: the ``interpreter`` setting. Deno rows
+            share processes, 16 sessions each, unless the spec sets ``sessions_per_process``.
         options: Other :class:`~rlm_core.rlm.RLM` keyword arguments (``max_iterations``...).
         trajectories: Folder to write each row's full result (outputs, steps) to, as JSON.
     """
@@ -105,7 +108,9 @@ class BatchJob:
             model=s.model,
             sub_model=s.sub_model or s.model,
             api_base=s.api_base,
-            interpreter=s.interpreter,
+            interpreter=batch_interpreter(
+                s.interpreter, s.backend_options(parse_spec(s.interpreter)[0])
+            ),
         )
 
     def models(self, limits: LimitsClient) -> tuple[LM, LM]:
