@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import itertools
 import json
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 
 from rlm_core.errors import InterpreterClosedError, InterpreterNotStartedError
 from rlm_core.interpreter import (
     DEFAULT_MAX_OUTPUT_CHARS,
+    JSON,
     Capabilities,
     ExecutionResult,
     HostTool,
@@ -30,7 +32,7 @@ from rlm_core.interpreter import (
 from rlm_core.lifecycle import AsyncStartCloseContext, StartCloseContext
 from rlm_core.lm import Completion, Message, Usage
 
-__all__ = ["OpenAIStubServer", "ScriptedInterpreter", "ScriptedLM"]
+__all__ = ["OpenAIStubServer", "ScriptedInterpreter", "ScriptedLM", "StubStep"]
 
 _DEFAULT_USAGE = Usage(prompt_tokens=100, completion_tokens=20, cost_usd=0.0)
 
@@ -118,20 +120,71 @@ class ScriptedLM:
         return Completion(text=text, usage=self.usage, model=self._model)
 
 
+StubStep = int | Literal["drop", "slow", "garbage"]
+"""What :class:`OpenAIStubServer` does with one request; see its ``steps`` argument."""
+
+_STEP_WORDS = ("drop", "slow", "garbage")
+_SLOW_STEP_S = 2.0  # longer than the short client timeouts a test sets to provoke a timeout
+_GARBAGE_BODY = b"<html>oops"
+
+
+def _completion_body(request: dict[str, Any], text: str, usage: Mapping[str, JSON] | None) -> bytes:
+    """The ``chat.completion`` answering ``request`` with ``text``; usage counted unless given."""
+    if usage is None:
+        prompt_chars = sum(len(str(m.get("content", ""))) for m in request.get("messages", []))
+        usage = {
+            "prompt_tokens": prompt_chars // 4 + 1,
+            "completion_tokens": len(text) // 4 + 1,
+            "total_tokens": prompt_chars // 4 + len(text) // 4 + 2,
+        }
+    payload = {
+        "id": "chatcmpl-stub",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": request.get("model", "stub"),
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": text},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": usage,
+    }
+    return json.dumps(payload).encode()
+
+
 class OpenAIStubServer(StartCloseContext):
     r"""An OpenAI-compatible chat-completions server on 127.0.0.1, in a background thread.
 
     Use with litellm as ``model="openai/<anything>", api_base=server.api_base``.
 
+    Each request is recorded, then handled by the next of ``steps`` (the last one repeats):
+
+    - ``200`` answers with the next reply;
+    - another HTTP status answers with that status and an OpenAI-style error body whose
+      message is ``"scripted <status>"``;
+    - ``"drop"`` closes the connection without answering;
+    - ``"slow"`` answers with the next reply after 2 s, past a short client timeout;
+    - ``"garbage"`` answers 200 with a body that is not JSON (``<html>oops``).
+
     Args:
-        replies: Reply texts used in order (the last one repeats), or a function from the
-            request's messages to the reply.
+        replies: Reply texts used in order by the requests answered with a reply (the last one
+            repeats), or a function from the request's messages to the reply.
         latency_s: Seconds each request waits before answering (requests run concurrently).
+        steps: What to do with each request, in order; by default every request is answered.
+        usage: The ``usage`` object of every reply, as given; by default token counts of about
+            4 characters a token.
+
+    Attributes ``requests``, ``headers``, ``paths`` and ``connections`` record what arrived.
 
     Example::
 
         with OpenAIStubServer(["```python\\nSUBMIT('42')\\n```"]) as server:
             rlm = RLM("q -> answer", lm="openai/stub", api_base=server.api_base)
+
+        with OpenAIStubServer(["fine"], steps=[503, "drop", 200]) as server:
+            ...  # two failed attempts, then an answer; len(server.requests) counts attempts
     """
 
     def __init__(
@@ -139,14 +192,32 @@ class OpenAIStubServer(StartCloseContext):
         replies: Sequence[str] | Callable[[list[dict[str, Any]]], str] = ("stub answer",),
         *,
         latency_s: float = 0.0,
+        steps: Sequence[StubStep] = (200,),
+        usage: Mapping[str, JSON] | None = None,
     ) -> None:
         if not callable(replies) and not replies:
             raise ValueError("give at least one reply")
+        if not steps:
+            raise ValueError("give at least one step")
+        for step in steps:
+            is_status = isinstance(step, int) and not isinstance(step, bool) and 200 <= step < 600
+            if not is_status and step not in _STEP_WORDS:
+                raise ValueError(
+                    f"a step is an HTTP status (200-599), 'drop', 'slow' or 'garbage', not {step!r}"
+                )
         self._replies = replies
         self._counter = itertools.count()
+        self._steps = tuple(steps)
         self.latency_s = latency_s
+        self.usage = usage
         self.requests: list[dict[str, Any]] = []
-        """The JSON body of every request received."""
+        """The JSON body of every request received (its length counts the attempts)."""
+        self.headers: list[dict[str, str]] = []
+        """The headers of every request received, names lower-cased."""
+        self.paths: list[str] = []
+        """The path of every request received (an absolute URL when the server is a proxy)."""
+        self.connections = 0
+        """The connections clients opened (kept-alive connections carry several requests)."""
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -172,6 +243,11 @@ class OpenAIStubServer(StartCloseContext):
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"  # keep-alive, as clients' connection pools expect
 
+            def setup(self) -> None:
+                super().setup()
+                with stub._lock:
+                    stub.connections += 1
+
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 try:
@@ -180,31 +256,27 @@ class OpenAIStubServer(StartCloseContext):
                     self.send_error(400, "body is not JSON")
                     return
                 with stub._lock:
+                    step = stub._steps[min(len(stub.requests), len(stub._steps) - 1)]
                     stub.requests.append(body)
-                    text = stub._reply_for(body)
+                    stub.headers.append({k.lower(): v for k, v in self.headers.items()})
+                    stub.paths.append(self.path)
+                    text = stub._reply_for(body) if step in (200, "slow") else ""
                 if stub.latency_s:
                     time.sleep(stub.latency_s)
-                prompt_chars = sum(len(str(m.get("content", ""))) for m in body.get("messages", []))
-                payload = {
-                    "id": "chatcmpl-stub",
-                    "object": "chat.completion",
-                    "created": int(time.time()),
-                    "model": body.get("model", "stub"),
-                    "choices": [
-                        {
-                            "index": 0,
-                            "message": {"role": "assistant", "content": text},
-                            "finish_reason": "stop",
-                        }
-                    ],
-                    "usage": {
-                        "prompt_tokens": prompt_chars // 4 + 1,
-                        "completion_tokens": len(text) // 4 + 1,
-                        "total_tokens": prompt_chars // 4 + len(text) // 4 + 2,
-                    },
-                }
-                data = json.dumps(payload).encode()
-                self.send_response(200)
+                if step == "drop":
+                    self.close_connection = True
+                    self.connection.close()
+                    return
+                if step == "slow":
+                    time.sleep(_SLOW_STEP_S)
+                status = step if isinstance(step, int) else 200
+                if step == "garbage":
+                    data = _GARBAGE_BODY
+                elif status == 200:
+                    data = _completion_body(body, text, stub.usage)
+                else:
+                    data = json.dumps({"error": {"message": f"scripted {status}"}}).encode()
+                self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
@@ -218,6 +290,12 @@ class OpenAIStubServer(StartCloseContext):
             # sub-calls), and a dropped SYN costs the client a full second.
             request_queue_size = 256
             daemon_threads = True
+
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                # A client that gave up (a timeout, a "slow" step) closed the socket the answer
+                # was going to; that is expected, anything else is still reported.
+                if not isinstance(sys.exc_info()[1], ConnectionError):
+                    super().handle_error(request, client_address)
 
         server = Server(("127.0.0.1", 0), Handler)
         self._server = server

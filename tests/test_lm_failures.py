@@ -1,18 +1,17 @@
 """Model mistakes fail at once with one message naming the setting; outages are retried.
 
-A local server answers with scripted HTTP statuses and counts the requests it got, so each
-test shows how many attempts the real litellm path made.
+A local ``OpenAIStubServer`` answers with scripted HTTP statuses and records the requests it got,
+so each test shows how many attempts the real litellm path made.
 """
 
+import http.client
 import json
 import os
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,9 @@ import pytest
 
 from rlm_core.cli import main, results_only_on_stdout
 from rlm_core.errors import ConfigError, LMError
+from rlm_core.interpreter import JSON
 from rlm_core.lm import LiteLLM, Message
+from rlm_core.testing import OpenAIStubServer, StubStep
 
 HI = [Message(role="user", content="hi")]
 
@@ -31,75 +32,15 @@ HI = [Message(role="user", content="hi")]
 pytestmark = pytest.mark.filterwarnings("ignore:Item .* is using the `ReadOnly` qualifier")
 
 
-class StatusServer:
-    """Answers each chat request with the next scripted status (the last one repeats)."""
-
-    def __init__(self, statuses: list[int], reply: str = "fine") -> None:
-        self.statuses = statuses
-        self.reply = reply
-        self.attempts = 0
-        self.lock = threading.Lock()
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                with server.lock:
-                    status = server.statuses[min(server.attempts, len(server.statuses) - 1)]
-                    server.attempts += 1
-                body: dict[str, Any] = {"error": {"message": f"scripted {status}"}}
-                if status == 200:
-                    body = {
-                        "id": "x",
-                        "object": "chat.completion",
-                        "created": 0,
-                        "model": "m",
-                        "choices": [
-                            {
-                                "index": 0,
-                                "message": {"role": "assistant", "content": server.reply},
-                                "finish_reason": "stop",
-                            }
-                        ],
-                        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
-                    }
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def api_base(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-def serve(statuses: list[int]) -> Iterator[StatusServer]:
-    server = StatusServer(statuses)
-    try:
-        yield server
-    finally:
-        server.close()
+def serve(steps: list[StubStep]) -> OpenAIStubServer:
+    """A server that handles each request with the next step (the last one repeats)."""
+    return OpenAIStubServer(["fine"], steps=steps)
 
 
 @pytest.fixture
-def ok_server() -> Iterator[StatusServer]:
-    yield from serve([200])
+def ok_server() -> Iterator[OpenAIStubServer]:
+    with serve([200]) as server:
+        yield server
 
 
 def free_port() -> int:
@@ -115,7 +56,7 @@ def call(lm: LiteLLM) -> str:
 # ---- settings that cannot work fail before any request ------------------------------------
 
 
-def test_unknown_model_string_fails_before_any_request(ok_server: StatusServer) -> None:
+def test_unknown_model_string_fails_before_any_request(ok_server: OpenAIStubServer) -> None:
     lm = LiteLLM("nope/model", api_base=ok_server.api_base, sources={"model": "option --model"})
     with pytest.raises(ConfigError) as info:
         call(lm)
@@ -123,7 +64,7 @@ def test_unknown_model_string_fails_before_any_request(ok_server: StatusServer) 
     assert message.startswith("model 'nope/model' (from option --model) is not a model litellm")
     assert "'openai/<name>' with an api_base" in message
     assert "\n" not in message
-    assert ok_server.attempts == 0
+    assert len(ok_server.requests) == 0
 
 
 def test_missing_api_key_names_the_variable_and_where_the_model_came_from(
@@ -174,7 +115,7 @@ def test_silent_host_fails_after_the_connect_timeout() -> None:
 
 
 def test_a_busy_event_loop_does_not_make_a_live_server_unreachable(
-    ok_server: StatusServer,
+    ok_server: OpenAIStubServer,
 ) -> None:
     # A batch of a hundred runs can keep the loop from looking at a socket for seconds; the
     # probe's clock must not count that against the server.
@@ -193,7 +134,7 @@ def test_a_busy_event_loop_does_not_make_a_live_server_unreachable(
 
     anyio.run(main)
     assert answers == ["fine"]
-    assert ok_server.attempts == 1
+    assert len(ok_server.requests) == 1
 
 
 def test_malformed_api_base_is_named() -> None:
@@ -211,44 +152,43 @@ def test_malformed_api_base_is_named() -> None:
 
 @pytest.mark.parametrize("status", [401, 403])
 def test_rejected_key_is_one_attempt(status: int) -> None:
-    for server in serve([status]):
+    with serve([status]) as server:
         lm = LiteLLM("openai/m", api_base=server.api_base, api_key="sk-wrong", num_retries=3)
         with pytest.raises(ConfigError, match=r"refused the API key for model 'openai/m'") as info:
             call(lm)
         assert "the key came from argument api_key" in str(info.value)
-        assert server.attempts == 1
+        assert len(server.requests) == 1
 
 
 def test_unknown_model_on_the_server_is_one_attempt() -> None:
-    for server in serve([404]):
+    with serve([404]) as server:
         lm = LiteLLM("openai/m", api_base=server.api_base, num_retries=3)
         with pytest.raises(ConfigError, match=r"model 'openai/m' was not found by the provider"):
             call(lm)
-        assert server.attempts == 1
+        assert len(server.requests) == 1
 
 
 @pytest.mark.parametrize("status", [429, 500, 503])
 def test_transient_errors_are_retried_until_an_answer(status: int) -> None:
-    for server in serve([status, status, 200]):
+    with serve([status, status, 200]) as server:
         lm = LiteLLM("openai/m", api_base=server.api_base, num_retries=3)
         assert call(lm) == "fine"
-        assert server.attempts == 3
+        assert len(server.requests) == 3
 
 
 def test_a_lasting_outage_gives_up_after_the_retries() -> None:
-    for server in serve([503]):
+    with serve([503]) as server:
         lm = LiteLLM("openai/m", api_base=server.api_base, num_retries=2)
         with pytest.raises(LMError, match=r"\(after 3 attempts\)$") as info:
             call(lm)
         assert not isinstance(info.value, ConfigError)
-        assert server.attempts == 3
+        assert len(server.requests) == 3
 
 
 def test_lost_connection_after_an_answer_is_retried_not_a_setting_error() -> None:
-    server = StatusServer([200])
-    lm = LiteLLM("openai/m", api_base=server.api_base, num_retries=1)
-    assert call(lm) == "fine"
-    server.close()
+    with serve([200]) as server:
+        lm = LiteLLM("openai/m", api_base=server.api_base, num_retries=1)
+        assert call(lm) == "fine"
     with pytest.raises(LMError, match=r"lost the connection.*\(after 2 attempts\)") as info:
         call(lm)
     assert not isinstance(info.value, ConfigError)
@@ -292,11 +232,11 @@ def test_cli_names_the_project_file_and_the_option(
         "start the server there, or correct the setting"
     )
     (project / "rlm.toml").write_text('model = "nope/m"\n')
-    for server in serve([200]):
+    with serve([200]) as server:
         assert (
             main(["run", "notes.txt", "-q", "?", "-i", "mock", "--api-base", server.api_base]) == 2
         )
-        assert server.attempts == 0
+        assert len(server.requests) == 0
     assert f"model 'nope/m' (from {project / 'rlm.toml'})" in capsys.readouterr().err
 
 
@@ -305,8 +245,8 @@ def test_cli_names_the_project_file_and_the_option(
 
 def test_json_output_stays_one_document_when_a_call_is_retried(project: Path) -> None:
     # litellm prints banners on stdout for every failed call unless told not to.
-    server = StatusServer([503, 200], reply="```python\nSUBMIT(str(len(context)))\n```")
-    try:
+    reply = "```python\nSUBMIT(str(len(context)))\n```"
+    with OpenAIStubServer([reply], steps=[503, 200]) as server:
         done = subprocess.run(
             [
                 str(Path(sys.executable).with_name("rlm")),
@@ -326,10 +266,8 @@ def test_json_output_stays_one_document_when_a_call_is_retried(project: Path) ->
             text=True,
             timeout=300,
         )
-    finally:
-        server.close()
     assert done.returncode == 0, done.stderr
-    assert server.attempts == 2
+    assert len(server.requests) == 2
     assert json.loads(done.stdout)["outputs"] == {"answer": "10"}
 
 
@@ -340,3 +278,46 @@ def test_prints_inside_a_command_go_to_stderr(capsys: pytest.CaptureFixture[str]
     captured = capsys.readouterr()
     assert captured.out == "the result\n"
     assert captured.err == "a library's banner\n"
+
+
+# ---- the stub server's steps, which the tests above script ---------------------------------
+
+
+def post(server: OpenAIStubServer) -> tuple[int, bytes]:
+    """One chat request on a connection of its own: the status and body of the answer."""
+    connection = http.client.HTTPConnection(server.api_base.split("/")[2], timeout=30)
+    try:
+        request = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+        connection.request("POST", "/v1/chat/completions", json.dumps(request), {"X-Trace": "t"})
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def test_the_stub_server_takes_its_steps_in_order_and_records_each_request() -> None:
+    usage: dict[str, JSON] = {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
+    steps: list[StubStep] = [503, "garbage", "drop", 200]
+    with OpenAIStubServer(["one", "two"], steps=steps, usage=usage) as server:
+        status, body = post(server)
+        assert (status, json.loads(body)) == (503, {"error": {"message": "scripted 503"}})
+        assert post(server) == (200, b"<html>oops")
+        with pytest.raises(ConnectionError):
+            post(server)
+        # Only answers use up replies; the last step and the last reply repeat.
+        for reply in ("one", "two", "two"):
+            status, body = post(server)
+            answer = json.loads(body)
+            assert (status, answer["choices"][0]["message"]["content"]) == (200, reply)
+            assert answer["usage"] == usage
+    assert len(server.requests) == 6
+    assert server.requests[0]["messages"] == [{"role": "user", "content": "hi"}]
+    assert server.paths == ["/v1/chat/completions"] * 6
+    assert [headers["x-trace"] for headers in server.headers] == ["t"] * 6
+    assert server.connections == 6
+
+
+@pytest.mark.parametrize("steps", [[], ["hang"], [99], [True]])
+def test_the_stub_server_refuses_a_step_it_cannot_take(steps: list[Any]) -> None:
+    with pytest.raises(ValueError, match=r"step"):
+        OpenAIStubServer(steps=steps)
