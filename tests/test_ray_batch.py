@@ -38,6 +38,10 @@ def _env() -> dict[str, str]:
     return {
         **os.environ,
         "RAY_USAGE_STATS_ENABLED": "0",
+        # Under `uv run` (as scripts/test runs pytest) Ray would give the workers a virtualenv
+        # built from a copy of the project (~1 GB on disk, 12 s here); the nodes already run
+        # this environment.
+        "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0",
         # On a busy 2-core machine a node's agents and workers start slowly: the defaults
         # (tens of seconds) kill the node or the worker before it is up.
         "RAY_agent_register_timeout_ms": "300000",
