@@ -1,4 +1,4 @@
-"""How many sandboxes a batch may run at once by default: what this machine's memory allows.
+"""A batch's sandboxes by default: as many as memory allows; on Deno, sharing processes.
 
 Figures are the resident memory of one idle session plus a model run's working set, measured on
 the 2-core benchmark machine (see ``docs/batch.md``); backends that run their sandboxes
