@@ -91,9 +91,16 @@ def utf8_size(text: str) -> int:
     """Bytes ``text`` takes as UTF-8 (as it crosses into the sandbox), without a full encoded copy.
 
     Raises:
-        UnicodeEncodeError: ``text`` holds a lone surrogate (the error's ``start`` is within
-            the 4 MiB piece that holds it).
+        UnicodeEncodeError: ``text`` holds a lone surrogate; ``start`` is its index in ``text``.
     """
     if text.isascii():
         return len(text)
-    return sum(len(text[i : i + _CHUNK].encode("utf-8")) for i in range(0, len(text), _CHUNK))
+    size = 0
+    for offset in range(0, len(text), _CHUNK):
+        try:
+            size += len(text[offset : offset + _CHUNK].encode("utf-8"))
+        except UnicodeEncodeError as exc:
+            raise UnicodeEncodeError(
+                "utf-8", text, offset + exc.start, offset + exc.end, exc.reason
+            ) from None
+    return size

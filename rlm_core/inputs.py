@@ -19,7 +19,6 @@ from rlm_core.tools import check_utf8, to_json
 
 __all__ = ["check_input_sizes", "prepare_inputs", "variable_size"]
 
-_CHUNK = 4 * 1024 * 1024
 _ACCEPTED = (
     "pass JSON values (str, int, float, bool, None, list, dict), bytes, dataclasses or "
     "pydantic models"
@@ -83,17 +82,14 @@ def check_input_sizes(sizes: Mapping[str, int], capabilities: Capabilities, back
 
 
 def _check_text(name: str, text: str) -> None:
-    if text.isascii():
-        return
-    for offset in range(0, len(text), _CHUNK):
-        try:
-            text[offset : offset + _CHUNK].encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise ConfigError(
-                f"input {name!r} is a str that is not valid Unicode ({exc.reason} at index "
-                f"{offset + exc.start}); fix the text (e.g. text.encode('utf-8', "
-                "'replace').decode()) or pass the raw bytes instead"
-            ) from None
+    try:
+        utf8_size(text)
+    except UnicodeEncodeError as exc:
+        raise ConfigError(
+            f"input {name!r} is a str that is not valid Unicode ({exc.reason} at index "
+            f"{exc.start}); fix the text (e.g. text.encode('utf-8', "
+            "'replace').decode()) or pass the raw bytes instead"
+        ) from None
 
 
 def _refuse_lossy(name: str, value: object) -> None:

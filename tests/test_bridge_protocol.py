@@ -193,6 +193,10 @@ async def test_unencodable_string_is_refused_before_anything_is_sent() -> None:
     sent_before = len(channel.sent)
     with pytest.raises(TypeError, match="not valid Unicode"):
         await interp.set_variables({"ok": "fine", "bad": "x\ud800y"})
+    # Past the first 4 MiB piece the text is measured in, the index is still the text's own.
+    far = 5 * 1024 * 1024
+    with pytest.raises(TypeError, match=f"at index {far}\\)"):
+        await interp.set_variables({"bad": "é" + "x" * (far - 1) + "\ud800"})
     assert len(channel.sent) == sent_before
     await interp.aclose()
 
