@@ -94,7 +94,7 @@ class DenoInterpreter(ChannelInterpreter):
         warm_pool: Instead of ``pool``: keep this many booted runners ready in a process-wide
             pool shared by interpreters with the same settings (``deno://?warm_pool=2``).
         sessions_per_process: Up to this many live sessions (with the same settings) share
-            one Deno process, each in its own worker: ~60 MB a session instead of ~107 MB, for
+            one Deno process, each in its own worker: ~65 MB a session instead of ~107 MB, for
             many concurrent sessions (``deno://?sessions_per_process=16``). They are then
             isolated from each other by WebAssembly and the locked-down worker, not by the
             kernel, and the memory limit is the Python heap cap alone.

@@ -1,7 +1,7 @@
 """Sessions sharing one Deno process: each a Pyodide worker on its own pair of named pipes.
 
 A Deno process with one Pyodide session holds ~107 MB; each further session in the same
-process adds ~60 MB, because the runtime and the compiled WebAssembly module are shared. With
+process adds ~65 MB, because the runtime and the compiled WebAssembly module are shared. With
 ``DenoInterpreter(sessions_per_process=N)`` up to N live sessions share a process (runner.mjs
 in shared mode): the host sends it ``open``/``close`` lines on stdin and it reports a session
 whose worker stopped by itself. Each session's frames travel on two FIFOs in a private
